@@ -1,0 +1,89 @@
+import dataclasses
+
+import pytest
+
+from kimi_mini.config import PRESETS, Config, ModelConfig, SampleConfig, SFTConfig, TaskConfig, get_preset
+
+# One invalid value per field; the test below fails if a field is added without an entry here.
+INVALID = {
+    TaskConfig: dict(min_number=-1, max_number=10, guess_fraction=1.5),
+    ModelConfig: dict(hidden_size=4, num_layers=0, num_heads=0, intermediate_size=2, max_positions=8, name_or_path=3),
+    SFTConfig: dict(
+        steps=0,
+        batch_size=0,
+        lr=0.0,
+        min_lr=-1e-3,
+        warmup_steps=-1,
+        weight_decay=2.0,
+        grad_clip=0.0,
+        seed=-1,
+        log_every=0,
+    ),
+    SampleConfig: dict(max_new_tokens=0, temperature=-0.5, batch_size=0),
+    Config: dict(task="easy", model=None, sft=3, sample=SFTConfig()),
+}
+
+
+def test_every_field_has_an_invalid_example():
+    for cls, examples in INVALID.items():
+        assert set(examples) == {f.name for f in dataclasses.fields(cls)}, cls.__name__
+
+
+@pytest.mark.parametrize("cls, name, value", [(c, n, v) for c, ex in INVALID.items() for n, v in ex.items()])
+def test_invalid_field_is_rejected_with_its_name(cls, name, value):
+    with pytest.raises(ValueError) as err:
+        cls(**{name: value})
+    message = str(err.value)
+    assert f"{cls.__name__}.{name}" in message
+    assert repr(value) in message
+    assert "must be" in message
+
+
+@pytest.mark.parametrize("cls", list(INVALID))
+def test_every_field_has_a_doc(cls):
+    for f in dataclasses.fields(cls):
+        assert len(f.metadata.get("doc", "")) > 5, f"{cls.__name__}.{f.name} has no doc"
+    assert all(f.name in cls.describe() for f in dataclasses.fields(cls))
+
+
+def test_float_and_bool_are_not_ints():
+    with pytest.raises(ValueError, match="SFTConfig.steps"):
+        SFTConfig(steps=10.5)
+    with pytest.raises(ValueError, match="SFTConfig.lr"):
+        SFTConfig(lr=float("nan"))
+
+
+def test_combinations_are_checked():
+    with pytest.raises(ValueError, match="must divide hidden_size"):
+        ModelConfig(hidden_size=130, num_heads=4)
+    with pytest.raises(ValueError, match="TaskConfig.max_number"):
+        TaskConfig(min_number=5, max_number=5)
+    with pytest.raises(ValueError, match="SFTConfig.min_lr"):
+        SFTConfig(lr=1e-3, min_lr=1e-2)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        get_preset("cpu-tiny", sample=dict(max_new_tokens=500))
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_presets_are_valid(name):
+    cfg = get_preset(name)
+    assert isinstance(cfg, Config)
+
+
+def test_gpu_preset_is_bigger():
+    tiny, gpu = get_preset("cpu-tiny"), get_preset("gpu")
+    assert gpu.model.hidden_size > tiny.model.hidden_size
+    assert gpu.model.max_positions > tiny.model.max_positions
+    assert gpu.sample.max_new_tokens > tiny.sample.max_new_tokens
+
+
+def test_unknown_preset_and_part():
+    with pytest.raises(ValueError, match="preset = 'huge'"):
+        get_preset("huge")
+    with pytest.raises(ValueError, match="unknown config part"):
+        get_preset("cpu-tiny", optimizer=dict(lr=1))
+
+
+def test_overrides_apply():
+    assert get_preset("gpu", sft=dict(steps=7)).sft.steps == 7
+    assert get_preset("gpu", sft=dict(steps=7)).sft.batch_size == PRESETS["gpu"]["sft"]["batch_size"]

@@ -1,0 +1,41 @@
+import re
+
+import pytest
+
+from kimi_mini.exercises import check_verifier, verifier_cases
+from kimi_mini.tasks import Problem, verify
+
+
+def test_check_accepts_the_package_verifier():
+    assert check_verifier(lambda numbers, target, response: verify(Problem(numbers, target), response)).startswith(
+        "All "
+    )
+
+
+def test_cases_contain_both_rewards():
+    rewards = [verify(p, r) for p, r in verifier_cases()]
+    assert 0.3 < sum(rewards) / len(rewards) < 0.8
+
+
+def _first_answer(numbers, target, response):
+    if not isinstance(response, str):
+        return 0
+    m = re.search(r"answer \((\d)([-+*])(\d)\)([-+*])(\d)", response)  # the FIRST answer: wrong
+    return verify(Problem(numbers, target), m.group(0)) if m else 0
+
+
+def _value_only(numbers, target, response):
+    if not isinstance(response, str):
+        return 0
+    m = re.findall(r"answer (\(\d[-+*]\d\)[-+*]\d)", response)
+    return int(bool(m) and eval(m[-1]) == target)  # ignores which numbers were used: hackable
+
+
+def _raises_on_garbage(numbers, target, response):
+    return verify(Problem(numbers, target), response.strip())  # .strip() raises on None
+
+
+@pytest.mark.parametrize("wrong", [_first_answer, _value_only, _raises_on_garbage, lambda n, t, r: 0])
+def test_check_rejects_wrong_verifiers(wrong):
+    with pytest.raises(AssertionError):
+        check_verifier(wrong)

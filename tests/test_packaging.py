@@ -1,0 +1,51 @@
+"""The repository's own files agree with each other: pyproject, environment.yml, constraints, toc."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~\[ ]", requirement.strip(), maxsplit=1)[0].lower()
+
+
+def test_environment_yml_has_the_same_dependencies():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = set(project["dependencies"]) | {
+        r
+        for r in project["optional-dependencies"]["book"] + project["optional-dependencies"]["notebook"]
+        if "kimi-mini" not in r
+    }
+    env = {
+        line.strip()[2:]
+        for line in (ROOT / "environment.yml").read_text().splitlines()
+        if line.strip().startswith("- ")
+    }
+    assert wanted <= env
+
+
+def test_runtime_dependencies_are_ranges_and_toolchain_is_pinned():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert not any("==" in r for r in project["dependencies"])  # Colab keeps its own torch
+    pins = {_name(line): line for line in (ROOT / "constraints.txt").read_text().splitlines() if "==" in line}
+    for tool in ("jupyter-book", "sphinx", "myst-nb", "nbval", "ruff", "torch", "transformers", "pytest"):
+        assert tool in pins, f"{tool} is not pinned in constraints.txt"
+    assert pins["torch"] == "torch==2.13.0"  # the CPU wheel on disk, not a CUDA build
+
+
+def test_every_toc_entry_exists():
+    entries = re.findall(r"file: (\S+)", (ROOT / "_toc.yml").read_text())
+    entries.append(re.search(r"root: (\S+)", (ROOT / "_toc.yml").read_text()).group(1))
+    for entry in entries:
+        assert any((ROOT / f"{entry}{ext}").exists() for ext in (".md", ".ipynb")), entry
+
+
+def test_ci_runs_make_test():
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert readme.index("make book") < readme.index("make test") < readme.index("Colab")
