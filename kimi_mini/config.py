@@ -104,7 +104,7 @@ class TaskConfig(_Validated):
     min_number: int = option(1, "Smallest number in a problem.", lo=0, hi=9)
     max_number: int = option(5, "Largest number in a problem (single digits keep the trace short).", lo=1, hi=9)
     guess_fraction: float = option(
-        0.3, "Share of warm-up examples that answer with a short guess instead of searching.", lo=0.0, hi=1.0
+        0.5, "Share of warm-up examples that answer with a short guess instead of searching.", lo=0.0, hi=1.0
     )
 
     def _check_combinations(self) -> None:

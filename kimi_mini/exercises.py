@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from .tasks import Problem, guess_trace, make_problems, search_trace, verify
 
-__all__ = ["verifier_cases", "check_verifier"]
+__all__ = ["verifier_cases", "check_verifier", "check_sequence_logprob"]
 
 
 def verifier_cases(n_random: int = 200, seed: int = 0) -> list[tuple[Problem, object]]:
@@ -63,3 +63,32 @@ def check_verifier(fn: Callable[[tuple[int, int, int], int, object], int]) -> st
             f"fn{(problem.numbers, problem.target, response)!r} returned {got!r}, expected {expected}"
         )
     return f"All {len(cases)} checks passed."
+
+
+def check_sequence_logprob(fn: Callable, policy=None, tokenizer=None, n: int = 6) -> str:
+    """Chapter 2: ``fn(policy, tokenizer, prompt, response_ids)`` must return log pi(response | prompt).
+
+    ``response_ids`` is a list of token ids (ending with end-of-sequence when the response finished).
+    Compares ``fn`` with the sum of :func:`kimi_mini.rollout.token_logprobs` on ``n`` sampled responses of
+    the warm-up policy (or of ``policy``), to 1e-4.
+    """
+    import torch
+
+    from .rollout import sample, token_logprobs
+    from .tasks import prompt_text
+
+    if policy is None:
+        from .warmup import load_warmup_policy
+
+        policy, tokenizer = load_warmup_policy()
+    prompts = [prompt_text(p) for p in make_problems(n, seed=99)]
+    rollouts = sample(policy, tokenizer, prompts, max_new_tokens=120, seed=0)
+    with torch.no_grad():
+        expected = token_logprobs(policy, rollouts).sum(-1)  # (B,)
+    for i, prompt in enumerate(prompts):
+        ids = rollouts.response_ids[i, : int(rollouts.lengths[i])].tolist()
+        got = float(fn(policy, tokenizer, prompt, ids))
+        assert abs(got - float(expected[i])) < 1e-4, (
+            f"prompt {prompt!r}: got {got:.5f}, expected {float(expected[i]):.5f}"
+        )
+    return f"All {n} checks passed."

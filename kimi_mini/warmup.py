@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from .config import Config, get_preset
-from .device import versions
+from .device import get_device, versions
 from .evaluation import evaluate_policy, summarize_by_difficulty
 from .policy import build_policy, count_parameters, load_policy, save_policy
 from .sft import train_sft
@@ -38,9 +38,16 @@ def sha256_of(path: str | Path) -> str:
 
 
 def train_warmup_policy(
-    cfg: Config | None = None, out_dir: str | Path = WARMUP_DIR, n_eval: int = 512, progress: bool = True
+    cfg: Config | None = None,
+    out_dir: str | Path = WARMUP_DIR,
+    n_eval: int = 512,
+    progress: bool = True,
+    device: torch.device | str | None = None,
 ) -> dict:
-    """Build the tiny policy, run the warm-up SFT, save it to ``out_dir`` and evaluate it.
+    """Build the tiny policy, run the warm-up SFT on ``device``, save it to ``out_dir`` and evaluate it.
+
+    ``device`` defaults to :func:`kimi_mini.device.get_device` (CUDA when there is one); the weights are
+    saved from wherever they trained, and the evaluation samples there too.
 
     Returns (and writes to ``out_dir/metrics.json``) the training metrics, a sampled evaluation on
     ``n_eval`` held-out problems by difficulty, and the provenance of the weights.
@@ -49,7 +56,8 @@ def train_warmup_policy(
     tokenizer = build_char_tokenizer()
     torch.manual_seed(cfg.sft.seed)
     model = build_policy(cfg.model, tokenizer)
-    train = train_sft(model, tokenizer, cfg.sft, cfg.task, progress=progress)
+    device = get_device() if device is None else device
+    train = train_sft(model, tokenizer, cfg.sft, cfg.task, device=device, progress=progress)
     out_dir = save_policy(model, tokenizer, out_dir)
     records = evaluate_policy(model, tokenizer, make_problems(n_eval, EVAL_SEED, cfg.task), cfg.sample)
     metrics = dict(

@@ -39,3 +39,26 @@ def _raises_on_garbage(numbers, target, response):
 def test_check_rejects_wrong_verifiers(wrong):
     with pytest.raises(AssertionError):
         check_verifier(wrong)
+
+
+def _chain_rule(policy, tokenizer, prompt, response_ids):
+    import torch
+
+    ids = tokenizer([prompt], return_tensors="pt")["input_ids"]
+    total = 0.0
+    with torch.no_grad():
+        for token in response_ids:
+            total += torch.log_softmax(policy(ids).logits[0, -1], -1)[token].item()
+            ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
+    return total
+
+
+def test_sequence_logprob_check(tiny_policy, tokenizer):
+    from kimi_mini.exercises import check_sequence_logprob
+
+    policy = tiny_policy.eval()
+    assert check_sequence_logprob(_chain_rule, policy, tokenizer, n=3).startswith("All 3")
+    with pytest.raises(AssertionError):  # forgets the last token (the end-of-sequence)
+        check_sequence_logprob(lambda m, t, p, ids: _chain_rule(m, t, p, ids[:-1]), policy, tokenizer, n=3)
+    with pytest.raises(AssertionError):  # an average, not a sum
+        check_sequence_logprob(lambda m, t, p, ids: _chain_rule(m, t, p, ids) / len(ids), policy, tokenizer, n=3)

@@ -1,0 +1,43 @@
+"""The shipped warm-up policy: present, intact, loadable, and in the accuracy band the book relies on."""
+
+import json
+
+import pytest
+import torch
+
+from kimi_mini.config import get_preset
+from kimi_mini.policy import count_parameters
+from kimi_mini.warmup import WARMUP_DIR, load_warmup_policy, sha256_of
+
+METRICS = json.loads((WARMUP_DIR / "metrics.json").read_text())
+
+
+def test_weights_match_the_recorded_hash():
+    assert sha256_of(WARMUP_DIR / "model.safetensors") == METRICS["sha256"]
+
+
+def test_recorded_settings_are_the_cpu_tiny_preset():
+    from dataclasses import asdict
+
+    assert METRICS["config"] == json.loads(json.dumps(asdict(get_preset("cpu-tiny"))))
+
+
+def test_loads_as_a_policy():
+    model, tokenizer = load_warmup_policy()
+    assert count_parameters(model) == METRICS["parameters"] == 660_864
+    assert not model.training
+    ids = tokenizer(["4 3 5 -> 17\n"], return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        assert torch.isfinite(model(ids).logits).all()
+
+
+def test_accuracy_leaves_room_for_rl():
+    ev = METRICS["eval"]
+    assert 0.2 <= ev["all"]["accuracy"] <= 0.7
+    assert ev["hard"]["accuracy"] < ev["easy"]["accuracy"]
+    assert ev["hard"]["mean_tokens"] > ev["easy"]["mean_tokens"]
+
+
+def test_missing_checkpoint_says_how_to_make_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="make warmup"):
+        load_warmup_policy(path=tmp_path)
