@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 export KIMI_MINI_THREADS ?= 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: setup book test test-unit test-notebooks lint format warmup clean
+.PHONY: setup browser-deps book test test-unit test-notebooks lint format warmup clean
 
 setup: $(STAMP)
 
@@ -19,12 +19,22 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
+# The browser test's tools: playwright-core and MathJax from package-lock.json, and Debian's Chromium
+# (installed here when we may: as root with apt-get; otherwise the browser test says what is missing).
+browser-deps: node_modules/.package-lock.json
+	@test -x "$${CHROMIUM:-/usr/bin/chromium}" || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null); } || \
+	  echo "note: no Chromium; install it (apt-get install chromium) or set CHROMIUM to run the browser test"
+
+node_modules/.package-lock.json: package.json package-lock.json
+	@command -v npm >/dev/null && npm ci --no-audit --no-fund --loglevel=error || echo "note: no npm; the browser test will be skipped outside CI"
+
 book: setup
 	$(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
 
-test: setup lint test-unit test-notebooks
+test: setup browser-deps lint test-unit test-notebooks
 
-# Unit tests, CLI tests and the book build with warnings as errors (tests/test_book.py).
+# Unit tests, CLI tests, the book build with warnings as errors and the browser test (tests/test_book.py).
 test-unit: setup
 	$(BIN)/python -m pytest -q tests
 
