@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 export KIMI_MINI_THREADS ?= 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: setup browser-deps book test test-unit test-notebooks lint format warmup clean
+.PHONY: setup browser-deps book notebooks test test-unit test-notebooks lint format warmup clean
 
 setup: $(STAMP)
 
@@ -42,14 +42,18 @@ test-notebooks: setup
 	$(BIN)/python -m pytest -q --nbval --nbval-sanitize-with chapters/sanitize.cfg --nbval-cell-timeout=900 chapters
 
 lint: setup
-	$(BIN)/ruff check kimi_mini tests chapters
-	$(BIN)/ruff format --check kimi_mini tests chapters
+	$(BIN)/ruff check kimi_mini tests chapters benchmarks
+	$(BIN)/ruff format --check kimi_mini tests chapters benchmarks
 
 format: setup
-	$(BIN)/ruff format kimi_mini tests chapters
-	$(BIN)/ruff check --fix kimi_mini tests chapters
+	$(BIN)/ruff format kimi_mini tests chapters benchmarks
+	$(BIN)/ruff check --fix kimi_mini tests chapters benchmarks
 
-# Regenerate the shipped warm-up policy (about 25 minutes on one CPU thread).
+# Re-execute every chapter in place (after changing code a chapter uses), so stored outputs stay true.
+notebooks: setup
+	cd chapters && for nb in *.ipynb; do ../$(BIN)/jupyter execute --inplace --timeout=900 $$nb || exit 1; done
+
+# Regenerate the shipped warm-up policy (about 20 minutes on one CPU thread).
 warmup: setup
 	$(BIN)/kimi-mini warmup --threads 1
 

@@ -2,8 +2,9 @@
 
     python benchmarks/rollout.py [--prompts 64] [--group-size 8] [--max-new-tokens 480] [--threads 1]
 
-Three timings of the same job (``prompts`` x ``group_size`` responses of up to ``max_new_tokens``):
+Four timings of the same job (``prompts`` x ``group_size`` responses of up to ``max_new_tokens``):
 - ``model.generate(do_sample=True)`` with transformers' default (dynamic) KV cache;
+- the same with ``cache_implementation="static"`` (a preallocated cache: no copy as it grows);
 - ``kimi_mini.rollout.sample``, which drops finished rows from the batch and the cache;
 - the forward-only floor: the time of the sampler's own forward passes alone, for its token schedule.
 Tokens per second count response tokens up to and including end-of-sequence (no padding).
@@ -14,17 +15,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 from kimi_mini.device import set_threads
 from kimi_mini.rollout import sample
 from kimi_mini.tasks import make_problems, prompt_text
 from kimi_mini.warmup import load_warmup_policy
 
 
-def time_generate(model, tokenizer, prompts, group_size, max_new_tokens, seed) -> dict:
+def time_generate(model, tokenizer, prompts, group_size, max_new_tokens, seed, cache_implementation=None) -> dict:
     """model.generate on the repeated prompts; returns seconds and useful (pre-padding) response tokens."""
     enc = tokenizer([p for p in prompts for _ in range(group_size)], return_tensors="pt", padding=True)
     torch.manual_seed(seed)
@@ -38,11 +42,14 @@ def time_generate(model, tokenizer, prompts, group_size, max_new_tokens, seed) -
         max_new_tokens=max_new_tokens,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
+        cache_implementation=cache_implementation,
     )
     seconds = time.perf_counter() - start
     response = out[:, enc["input_ids"].shape[1] :]  # (B, T)
     is_eos = response == tokenizer.eos_token_id
-    first_eos = torch.where(is_eos.any(1), is_eos.float().argmax(1) + 1, torch.full_like(is_eos[:, 0], response.shape[1], dtype=torch.long))
+    first_eos = torch.where(
+        is_eos.any(1), is_eos.float().argmax(1) + 1, torch.full_like(is_eos[:, 0], response.shape[1], dtype=torch.long)
+    )
     return dict(seconds=seconds, tokens=int(first_eos.sum()), steps=response.shape[1])
 
 
@@ -59,14 +66,22 @@ def main(argv=None) -> dict:
     prompts = [prompt_text(p) for p in make_problems(args.prompts, seed=777)]
     sample(model, tokenizer, prompts[:2], group_size=2, max_new_tokens=8)  # warm up kernels
     gen = time_generate(model, tokenizer, prompts, args.group_size, args.max_new_tokens, args.seed)
-    ours = sample(model, tokenizer, prompts, group_size=args.group_size, max_new_tokens=args.max_new_tokens, seed=args.seed).stats
+    static = time_generate(model, tokenizer, prompts, args.group_size, args.max_new_tokens, args.seed, "static")
+    ours = sample(
+        model, tokenizer, prompts, group_size=args.group_size, max_new_tokens=args.max_new_tokens, seed=args.seed
+    ).stats
     result = dict(
         config=dict(vars(args), threads=threads, torch=torch.__version__),
         generate=dict(gen, tokens_per_second=gen["tokens"] / gen["seconds"]),
+        generate_static=dict(static, tokens_per_second=static["tokens"] / static["seconds"]),
         sampler=dict(ours, tokens_per_second=ours["tokens"] / ours["seconds"]),
         forward_floor=dict(seconds=ours["forward_seconds"], tokens_per_second=ours["tokens"] / ours["forward_seconds"]),
     )
     result["speedup_vs_generate"] = result["sampler"]["tokens_per_second"] / result["generate"]["tokens_per_second"]
+    result["speedup_vs_generate_static"] = (
+        result["sampler"]["tokens_per_second"] / result["generate_static"]["tokens_per_second"]
+    )
+    result["same_tokens_as_generate"] = gen["tokens"] == ours["tokens"]  # torch's multinomial is the same race
     result["sampler_over_floor"] = ours["seconds"] / ours["forward_seconds"]
     print(json.dumps(result, indent=1))
     return result

@@ -31,7 +31,7 @@ from transformers import DynamicCache
 
 from .tasks import Problem, reward
 
-__all__ = ["Rollouts", "sample", "token_logprobs", "rollout_rewards", "pass_at_k", "FINISH_REASONS"]
+__all__ = ["Rollouts", "sample", "token_logprobs", "padded_slots", "rollout_rewards", "pass_at_k", "FINISH_REASONS"]
 
 FINISH_REASONS = ("eos", "length", "repeat")
 
@@ -210,23 +210,49 @@ def sample(
     )
 
 
-def token_logprobs(policy, rollouts: Rollouts, temperature: float | None = None) -> torch.Tensor:
+def _bucket_logprobs(policy, rollouts: Rollouts, rows: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Log-probs of the responses in ``rows``, trimmed to their own longest response: (len(rows), T_rows)."""
+    T = int(rollouts.lengths[rows].max())
+    response_ids, mask = rollouts.response_ids[rows, :T], rollouts.mask[rows, :T]  # (b, T)
+    input_ids = torch.cat([rollouts.prompt_ids[rows], response_ids], dim=1)  # (b, P + T)
+    attention = torch.cat([rollouts.prompt_mask[rows], mask.long()], dim=1)  # (b, P + T)
+    position_ids = (attention.cumsum(-1) - 1).clamp(min=0)  # (b, P + T)
+    logits = policy(input_ids=input_ids, attention_mask=attention, position_ids=position_ids).logits  # (b, P + T, V)
+    P = rollouts.prompt_ids.shape[1]
+    logits = logits[:, P - 1 : -1].float()  # (b, T, V): the predictions of the response tokens
+    logp = torch.log_softmax(logits / (temperature or 1.0), dim=-1)  # (b, T, V)
+    return logp.gather(-1, response_ids.unsqueeze(-1)).squeeze(-1) * mask  # (b, T)
+
+
+def token_logprobs(
+    policy, rollouts: Rollouts, temperature: float | None = None, length_buckets: int = 1
+) -> torch.Tensor:
     """Per-token log-probs of the rollouts' responses under ``policy``, (B, T), 0 on padding.
 
     One forward pass over ``prompt + response``; position ``P - 1 + t`` predicts response token ``t``.
     Uses the rollouts' sampling temperature unless ``temperature`` is given (0 counts as 1). Gradients
     flow when called outside ``torch.no_grad()``: this is the log pi_theta of the training step.
+
+    ``length_buckets > 1`` sorts the rows by length and runs that many forward passes, each padded only
+    to its own longest response, then puts the rows back in place: the same (B, T) result (and gradient)
+    for a fraction of the padded compute when lengths have a long tail (chapter 2 measures it).
     """
     temperature = rollouts.temperature if temperature is None else temperature
-    input_ids = torch.cat([rollouts.prompt_ids, rollouts.response_ids], dim=1)  # (B, P + T)
-    attention = torch.cat([rollouts.prompt_mask, rollouts.mask.long()], dim=1)  # (B, P + T)
-    position_ids = (attention.cumsum(-1) - 1).clamp(min=0)  # (B, P + T)
-    logits = policy(input_ids=input_ids, attention_mask=attention, position_ids=position_ids).logits  # (B, P + T, V)
+    if length_buckets <= 1:
+        return _bucket_logprobs(policy, rollouts, torch.arange(len(rollouts), device=rollouts.mask.device), temperature)
+    order = torch.argsort(rollouts.lengths, stable=True)  # (B,): shortest first
+    out = torch.zeros(rollouts.mask.shape, dtype=torch.float32, device=rollouts.mask.device)  # (B, T)
+    for rows in order.chunk(length_buckets):
+        part = _bucket_logprobs(policy, rollouts, rows, temperature)  # (b, T_rows)
+        out = out.index_put((rows.unsqueeze(-1), torch.arange(part.shape[1], device=out.device)), part)
+    return out
+
+
+def padded_slots(rollouts: Rollouts, length_buckets: int = 1) -> int:
+    """Token slots (rows x padded length, prompts included) that :func:`token_logprobs` computes."""
+    order = torch.argsort(rollouts.lengths, stable=True)
     P = rollouts.prompt_ids.shape[1]
-    logits = logits[:, P - 1 : -1].float()  # (B, T, V): the predictions of the response tokens
-    logp = torch.log_softmax(logits / (temperature or 1.0), dim=-1)  # (B, T, V)
-    taken = logp.gather(-1, rollouts.response_ids.unsqueeze(-1)).squeeze(-1)  # (B, T)
-    return taken * rollouts.mask
+    return sum(len(rows) * (P + int(rollouts.lengths[rows].max())) for rows in order.chunk(max(1, length_buckets)))
 
 
 def rollout_rewards(problems: list[Problem], rollouts: Rollouts) -> torch.Tensor:

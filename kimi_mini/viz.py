@@ -118,15 +118,17 @@ def interactive(
         import plotly.graph_objects as go
 
         lo, hi = min(values), max(values)
-        fig = go.FigureWidget(slider_figure(traces, values, label, **layout).update(frames=[]))
-        fig.layout.sliders = []
+        base = slider_figure(traces, values, label, **layout)  # FigureWidget takes no frames or sliders
+        fig = go.FigureWidget(data=base.data, layout=base.layout.update(sliders=[]))
 
         def redraw(change):
             with fig.batch_update():
                 for trace, new in zip(fig.data, traces(change["new"])):
                     trace.update(new)
 
-        slider = widgets.FloatSlider(value=values[0], min=lo, max=hi, step=(hi - lo) / 200, description=label)
+        slider = widgets.FloatSlider(
+            value=layout.get("start") or values[0], min=lo, max=hi, step=(hi - lo) / 200, description=label
+        )
         slider.observe(redraw, names="value")
         return widgets.VBox([slider, fig])
     import plotly.io as pio

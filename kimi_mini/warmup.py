@@ -1,6 +1,6 @@
 """The shipped warm-up policy: train it once, save it as safetensors, load it in every chapter.
 
-Training the warm-up takes about 15 minutes on two CPU cores, too long to repeat in every chapter, so
+Training the warm-up takes about 20 minutes on one CPU thread, too long to repeat in every chapter, so
 the repository ships the result (2.6 MB) in ``kimi_mini/checkpoints/warmup-cpu-tiny`` and ``make warmup``
 regenerates it: same seed, same data, same steps. ``metrics.json`` beside the weights records how it was
 made (settings, versions, threads, time, the SHA-256 of the weights) and how well it does.

@@ -115,3 +115,43 @@ def test_pass_at_k_rejects_bad_input():
 def test_bad_arguments(tokenizer, tiny_policy):
     with pytest.raises(ValueError, match="group_size"):
         sample(tiny_policy, tokenizer, PROMPTS, group_size=0)
+
+
+def test_same_tokens_as_generate_with_the_same_seed(tokenizer, tiny_policy):
+    """torch's CPU multinomial draws one exponential race per row from the global generator, as `sample`
+    does from its own: the same seed gives the same tokens (temperature 1, no top-k/top-p)."""
+    policy = tiny_policy.eval()
+    r = sample(policy, tokenizer, PROMPTS, group_size=2, max_new_tokens=25, seed=11)
+    enc = tokenizer([p for p in PROMPTS for _ in range(2)], return_tensors="pt", padding=True)
+    torch.manual_seed(11)
+    out = policy.generate(
+        **enc,
+        do_sample=True,
+        top_k=0,
+        top_p=1.0,
+        max_new_tokens=25,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    for i in range(len(r)):
+        n = int(r.lengths[i])
+        assert r.response_ids[i, :n].tolist() == out[i, enc["input_ids"].shape[1] :][:n].tolist()
+
+
+@pytest.mark.parametrize("buckets", [2, 5])
+def test_length_buckets_give_the_same_logprobs_and_gradients(tokenizer, tiny_policy, buckets):
+    from kimi_mini.rollout import padded_slots
+
+    policy = tiny_policy.eval()
+    r = sample(policy, tokenizer, PROMPTS, group_size=4, max_new_tokens=40, seed=2)
+    grads = []
+    for n in (1, buckets):
+        policy.zero_grad()
+        lp = token_logprobs(policy, r, length_buckets=n)
+        (lp * torch.linspace(0, 1, lp.numel()).view_as(lp)).sum().backward()
+        grads.append([p.grad.clone() for p in policy.parameters()])
+        if n == 1:
+            base = lp.detach()
+    assert torch.allclose(lp.detach(), base, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(*grads))
+    assert padded_slots(r, buckets) <= padded_slots(r, 1)

@@ -79,7 +79,7 @@ async function checkFigures(page, problems) {
     await fig.scrollIntoViewIfNeeded();
     const ready = await page.waitForFunction((id) => { const gd = document.getElementById(id); return gd && gd._fullLayout && gd.querySelector(".slider-rail-touch-rect"); }, id, { timeout: 20000 }).then(() => true, () => false);
     if (!ready) { problems.push(`figure ${id}: not drawn`); continue; }
-    const drawn = () => page.evaluate((id) => JSON.stringify([...document.getElementById(id).querySelectorAll(".plot path, .plot .point path")].map((p) => p.getAttribute("d"))), id);
+    const drawn = () => page.evaluate((id) => JSON.stringify([...document.getElementById(id).querySelectorAll(".cartesianlayer path, .scatterlayer path")].map((p) => p.getAttribute("d"))), id);
     const before = await drawn();
     const rail = fig.locator(".slider-rail-touch-rect");
     const box = await rail.boundingBox();

@@ -1,0 +1,46 @@
+import json
+import re
+
+from kimi_mini import viz
+
+
+def bars(T):
+    return [dict(type="bar", x=["a", "b"], y=[T, 1 - T])]
+
+
+def test_static_form_is_deterministic_and_has_a_frame_per_value():
+    a = viz.interactive(bars, [0.1, 0.5, 0.9], "T", yaxis=dict(range=[0, 1])).data
+    b = viz.interactive(bars, [0.1, 0.5, 0.9], "T", yaxis=dict(range=[0, 1])).data
+    assert a == b  # nbval compares stored outputs
+    spec = json.loads(re.search(r"var spec = (\{.*\});\n", a).group(1))
+    assert [f["name"] for f in spec["frames"]] == ["0.1", "0.5", "0.9"]
+    assert [f["data"][0]["y"] for f in spec["frames"]] == [[0.1, 0.9], [0.5, 0.5], [0.9, 0.09999999999999998]]
+    assert [s["label"] for s in spec["layout"]["sliders"][0]["steps"]] == ["0.1", "0.5", "0.9"]
+    assert spec["layout"]["yaxis"]["range"] == [0, 1]
+    assert viz.plotly_cdn() in a and 'id="kimi-t"' in a
+
+
+def test_start_value_sets_the_initial_frame():
+    spec = json.loads(
+        re.search(r"var spec = (\{.*\});\n", viz.interactive(bars, [0.1, 0.5, 0.9], "T", start=0.5).data).group(1)
+    )
+    assert spec["layout"]["sliders"][0]["active"] == 1
+    assert spec["data"][0]["y"] == [0.5, 0.5]
+
+
+def test_script_cannot_break_out_of_its_tag():
+    def evil(T):
+        return [dict(type="bar", x=["</script><script>alert(1)</script>"], y=[T])]
+
+    html = viz.interactive(evil, [1, 2], "x").data
+    assert html.count("</script>") == 1
+
+
+def test_live_form_is_a_widget_that_redraws():
+    import ipywidgets
+
+    box = viz.interactive(bars, [0.1, 0.9], "T", live=True)
+    assert isinstance(box, ipywidgets.VBox)
+    slider, fig = box.children
+    slider.value = 0.3
+    assert list(fig.data[0].y) == [0.3, 0.7]
