@@ -8,13 +8,16 @@ Four timings of the same job (``prompts`` x ``group_size`` responses of up to ``
 - ``kimi_mini.rollout.sample``, which drops finished rows from the batch and the cache;
 - the forward-only floor: the time of the sampler's own forward passes alone, for its token schedule.
 Tokens per second count response tokens up to and including end-of-sequence (no padding).
-Writes a JSON summary to stdout.
+Writes a JSON summary to stdout; ``--save`` also stores it, with the date and machine, as
+``kimi_mini/results/rollout-cpu.json``, which chapter 2 reads.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import sys
 import time
 from pathlib import Path
@@ -60,6 +63,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--max-new-tokens", type=int, default=480)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save", action="store_true", help="store the result in kimi_mini/results/")
     args = parser.parse_args(argv)
     threads = set_threads(args.threads)
     model, tokenizer = load_warmup_policy()
@@ -71,7 +75,7 @@ def main(argv=None) -> dict:
         model, tokenizer, prompts, group_size=args.group_size, max_new_tokens=args.max_new_tokens, seed=args.seed
     ).stats
     result = dict(
-        config=dict(vars(args), threads=threads, torch=torch.__version__),
+        config=dict({k: v for k, v in vars(args).items() if k != "save"}, threads=threads, torch=torch.__version__),
         generate=dict(gen, tokens_per_second=gen["tokens"] / gen["seconds"]),
         generate_static=dict(static, tokens_per_second=static["tokens"] / static["seconds"]),
         sampler=dict(ours, tokens_per_second=ours["tokens"] / ours["seconds"]),
@@ -83,7 +87,15 @@ def main(argv=None) -> dict:
     )
     result["same_tokens_as_generate"] = gen["tokens"] == ours["tokens"]  # torch's multinomial is the same race
     result["sampler_over_floor"] = ours["seconds"] / ours["forward_seconds"]
+    result["measured"] = dict(
+        date=time.strftime("%Y-%m-%d"),
+        machine=f"{os.cpu_count()}-core {platform.machine()} CPU, {threads} torch thread(s)",
+        command="python benchmarks/rollout.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    )
     print(json.dumps(result, indent=1))
+    if args.save:
+        out = Path(__file__).resolve().parents[1] / "kimi_mini" / "results" / "rollout-cpu.json"
+        out.write_text(json.dumps(result, indent=1) + "\n")
     return result
 
 

@@ -1,0 +1,76 @@
+"""The ``kimi-mini`` command line: ``kimi-mini info | warmup | evaluate``.
+
+Every subcommand calls the same functions the chapters call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+__all__ = ["main"]
+
+
+def _cmd_info(args) -> None:
+    from .device import set_threads, versions
+
+    set_threads()
+    print(json.dumps(versions(), indent=1))
+
+
+def _cmd_warmup(args) -> None:
+    from .config import get_preset
+    from .device import set_threads
+    from .warmup import WARMUP_DIR, train_warmup_policy
+
+    set_threads(args.threads)
+    overrides = {"sft": {"steps": args.steps}} if args.steps else {}
+    metrics = train_warmup_policy(get_preset(args.preset, **overrides), args.out or WARMUP_DIR, n_eval=args.n_eval)
+    print(json.dumps({k: metrics[k] for k in ("parameters", "eval", "sha256")}, indent=1))
+
+
+def _cmd_evaluate(args) -> None:
+    from .config import SampleConfig
+    from .device import get_device, set_threads
+    from .evaluation import evaluate_policy, summarize_by_difficulty
+    from .tasks import make_problems
+    from .warmup import EVAL_SEED, WARMUP_DIR, load_warmup_policy
+
+    cfg = SampleConfig(temperature=args.temperature, max_new_tokens=args.max_new_tokens)  # validate first
+    set_threads(args.threads)
+    model, tokenizer = load_warmup_policy(get_device(), args.policy or WARMUP_DIR)
+    records = evaluate_policy(model, tokenizer, make_problems(args.n, EVAL_SEED), cfg, seed=args.seed)
+    print(json.dumps(summarize_by_difficulty(records), indent=1))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kimi-mini", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("info", help="versions and device").set_defaults(func=_cmd_info)
+    p = sub.add_parser("warmup", help="train and save the warm-up policy")
+    p.add_argument("--preset", default="cpu-tiny")
+    p.add_argument("--out", default=None, help="directory (default: the shipped checkpoint)")
+    p.add_argument("--steps", type=int, default=None, help="override SFTConfig.steps")
+    p.add_argument("--n-eval", type=int, default=512)
+    p.add_argument("--threads", type=int, default=None)
+    p.set_defaults(func=_cmd_warmup)
+    p = sub.add_parser("evaluate", help="sample and score a policy on held-out problems")
+    p.add_argument("--policy", default=None, help="directory or hub name (default: the shipped warm-up)")
+    p.add_argument("--n", type=int, default=256)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--max-new-tokens", type=int, default=480)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    p.set_defaults(func=_cmd_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"kimi-mini: error: {err}", file=sys.stderr)
+        return 2
+    return 0

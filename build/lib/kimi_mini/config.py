@@ -1,0 +1,214 @@
+"""Configuration: flat dataclasses with one documented, validated field each.
+
+Every field is declared with :func:`option`, which stores its docstring and its allowed range in the
+field's metadata. ``__post_init__`` checks every field against that range, so an invalid value raises a
+``ValueError`` that names the field, the value and what is allowed. Presets (:data:`PRESETS`) bundle
+the whole set: ``"cpu-tiny"`` is the book's default, ``"gpu"`` runs the same code bigger.
+
+Introduced in {ref}`ch1-config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "TaskConfig",
+    "ModelConfig",
+    "SFTConfig",
+    "SampleConfig",
+    "Config",
+    "PRESETS",
+    "get_preset",
+    "option",
+]
+
+
+def option(default: Any, doc: str, *, lo=None, hi=None, lo_open=False, choices=None, optional=False):
+    """A dataclass field with a docstring and an allowed range kept in its metadata.
+
+    ``lo``/``hi`` bound numbers (``lo_open=True`` excludes ``lo``), ``choices`` lists the allowed
+    values, ``optional=True`` also allows ``None``.
+    """
+    meta = dict(doc=doc, lo=lo, hi=hi, lo_open=lo_open, choices=choices, optional=optional)
+    return field(default=default, metadata=meta)
+
+
+def part(cls: type, doc: str):
+    """A dataclass field holding a nested config part (validated by its own class)."""
+    return field(
+        default_factory=cls, metadata=dict(doc=doc, lo=None, hi=None, lo_open=False, choices=None, optional=False)
+    )
+
+
+def _allowed(meta: dict) -> str:
+    """Human-readable allowed range of a field, for error messages and docs."""
+    if meta["choices"] is not None:
+        text = "one of " + ", ".join(repr(c) for c in meta["choices"])
+    else:
+        lo, hi = meta["lo"], meta["hi"]
+        left = "(" if meta["lo_open"] else "["
+        text = f"in {left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
+    return text + (" or None" if meta["optional"] else "")
+
+
+def _check_field(obj: Any, f: dataclasses.Field) -> None:
+    """Raise ValueError if ``obj.<f.name>`` is outside the range declared in the field's metadata."""
+    meta, value = f.metadata, getattr(obj, f.name)
+    if value is None and meta["optional"]:
+        return
+    if meta["choices"] is not None:
+        ok = value in meta["choices"]
+    elif f.default is dataclasses.MISSING:  # a nested part
+        ok = isinstance(value, f.default_factory)
+    elif f.default is None or isinstance(f.default, str):  # optional fields here are strings
+        ok = isinstance(value, str)
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
+        ok = False
+    else:
+        ok = math.isfinite(value)
+        ok = ok and (meta["lo"] is None or (value > meta["lo"] if meta["lo_open"] else value >= meta["lo"]))
+        ok = ok and (meta["hi"] is None or value <= meta["hi"])
+        ok = ok and not (isinstance(f.default, int) and not isinstance(value, int))
+    if not ok:
+        name = f"{type(obj).__name__}.{f.name}"
+        raise ValueError(f"{name} = {value!r} is invalid: it must be {_allowed(meta)}. ({meta['doc']})")
+
+
+class _Validated:
+    """Mixin: validate every field on construction; ``describe()`` lists fields with their docs."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            _check_field(self, f)
+        self._check_combinations()
+
+    def _check_combinations(self) -> None:
+        """Checks that involve more than one field (overridden where needed)."""
+
+    @classmethod
+    def describe(cls) -> str:
+        rows = [
+            f"{f.name} = {f.default!r}: {f.metadata['doc']} ({_allowed(f.metadata)})" for f in dataclasses.fields(cls)
+        ]
+        return "\n".join(rows)
+
+
+@dataclass
+class TaskConfig(_Validated):
+    """The Countdown-mini task: reach a target from three small numbers with + - *."""
+
+    min_number: int = option(1, "Smallest number in a problem.", lo=0, hi=9)
+    max_number: int = option(5, "Largest number in a problem (single digits keep the trace short).", lo=1, hi=9)
+    guess_fraction: float = option(
+        0.5, "Share of warm-up examples that answer with a short guess instead of searching.", lo=0.0, hi=1.0
+    )
+
+    def _check_combinations(self) -> None:
+        if self.max_number <= self.min_number:
+            raise ValueError(
+                f"TaskConfig.max_number = {self.max_number} is invalid: it must be greater than "
+                f"min_number = {self.min_number}, so problems have at least two distinct numbers."
+            )
+
+
+@dataclass
+class ModelConfig(_Validated):
+    """The policy: a tiny Llama-style causal LM, or a pretrained model by name."""
+
+    hidden_size: int = option(128, "Width of the residual stream.", lo=8, hi=8192)
+    num_layers: int = option(4, "Number of transformer blocks.", lo=1, hi=128)
+    num_heads: int = option(4, "Attention heads per block; must divide hidden_size.", lo=1, hi=128)
+    intermediate_size: int = option(256, "Width of the MLP inside each block.", lo=8, hi=32768)
+    max_positions: int = option(
+        512, "Longest sequence (prompt + response) the policy can read, in tokens.", lo=16, hi=131072
+    )
+    name_or_path: str | None = option(
+        None, "Hub name or local directory of a pretrained model; None builds the tiny model.", optional=True
+    )
+
+    def _check_combinations(self) -> None:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"ModelConfig.num_heads = {self.num_heads} is invalid: it must divide hidden_size = {self.hidden_size}."
+            )
+
+
+@dataclass
+class SFTConfig(_Validated):
+    """The long-CoT warm-up (paper 2.2): supervised fine-tuning on search traces."""
+
+    steps: int = option(3000, "Optimizer steps.", lo=1, hi=10_000_000)
+    batch_size: int = option(32, "Examples per step.", lo=1, hi=65536)
+    lr: float = option(3e-3, "Peak learning rate of AdamW.", lo=0.0, lo_open=True, hi=1.0)
+    min_lr: float = option(2e-4, "Final learning rate of the cosine schedule.", lo=0.0, hi=1.0)
+    warmup_steps: int = option(100, "Steps of linear learning-rate warm-up.", lo=0, hi=10_000_000)
+    weight_decay: float = option(0.01, "AdamW weight decay.", lo=0.0, hi=1.0)
+    grad_clip: float = option(1.0, "Clip the gradient norm to this value.", lo=0.0, lo_open=True, hi=1e6)
+    seed: int = option(0, "Seed for the data and the initial weights.", lo=0, hi=2**32 - 1)
+    log_every: int = option(50, "Record metrics every this many steps.", lo=1, hi=10_000_000)
+
+    def _check_combinations(self) -> None:
+        if self.min_lr > self.lr:
+            raise ValueError(f"SFTConfig.min_lr = {self.min_lr} is invalid: it must be at most lr = {self.lr}.")
+
+
+@dataclass
+class SampleConfig(_Validated):
+    """Sampling responses from the policy."""
+
+    max_new_tokens: int = option(480, "Longest response, in tokens.", lo=1, hi=131072)
+    temperature: float = option(1.0, "Softmax temperature; 0 means greedy decoding.", lo=0.0, hi=10.0)
+    batch_size: int = option(128, "Prompts decoded together.", lo=1, hi=65536)
+
+
+@dataclass
+class Config(_Validated):
+    """All settings of a run, grouped by part."""
+
+    task: TaskConfig = part(TaskConfig, "The task.")
+    model: ModelConfig = part(ModelConfig, "The policy.")
+    sft: SFTConfig = part(SFTConfig, "The warm-up.")
+    sample: SampleConfig = part(SampleConfig, "Sampling.")
+
+    def _check_combinations(self) -> None:
+        if self.model.name_or_path is None and self.sample.max_new_tokens + 16 > self.model.max_positions:
+            raise ValueError(
+                f"SampleConfig.max_new_tokens = {self.sample.max_new_tokens} is invalid: with a prompt of up to 16 "
+                f"tokens it must be at most ModelConfig.max_positions - 16 = {self.model.max_positions - 16}."
+            )
+
+
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    # 0.66M parameters; everything in the book runs with this on 2 CPU cores.
+    "cpu-tiny": {},
+    # The same code, bigger: a 25M-parameter policy, numbers up to 9, a 2k-token context.
+    "gpu": {
+        "task": dict(max_number=9),
+        "model": dict(hidden_size=512, num_layers=8, num_heads=8, intermediate_size=1376, max_positions=2048),
+        "sft": dict(steps=6000, batch_size=128, lr=1e-3, min_lr=1e-4),
+        "sample": dict(max_new_tokens=1536, batch_size=512),
+    },
+}
+
+
+def get_preset(name: str = "cpu-tiny", **overrides: dict[str, Any]) -> Config:
+    """Build the :class:`Config` of a preset, with optional per-part overrides.
+
+    >>> get_preset("cpu-tiny", sft=dict(steps=10)).sft.steps
+    10
+    """
+    if name not in PRESETS:
+        raise ValueError(f"preset = {name!r} is invalid: it must be one of {', '.join(map(repr, PRESETS))}.")
+    parts = {"task": TaskConfig, "model": ModelConfig, "sft": SFTConfig, "sample": SampleConfig}
+    unknown = set(overrides) - set(parts)
+    if unknown:
+        raise ValueError(f"unknown config part(s) {sorted(unknown)}: the parts are {sorted(parts)}.")
+    kwargs = {}
+    for part, cls in parts.items():
+        values = {**PRESETS[name].get(part, {}), **overrides.get(part, {})}
+        kwargs[part] = cls(**values)
+    return Config(**kwargs)

@@ -1,0 +1,70 @@
+"""Device choice, seeding and the CPU thread policy.
+
+Introduced in {ref}`ch1-device`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+__all__ = ["get_device", "seed_everything", "set_threads", "default_threads", "versions"]
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """CUDA if available, then Apple's MPS, then the CPU. ``prefer`` forces one (e.g. ``"cpu"``)."""
+    if prefer is not None:
+        return torch.device(prefer)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch (all devices); return a CPU ``torch.Generator`` with the same seed."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def default_threads(cpu_count: int | None = None) -> int:
+    """How many intra-op threads torch should use on the CPU.
+
+    The tiny policy's matrices are small (128 wide), so threads mostly add synchronisation: on a 2-core
+    machine one thread was faster than two in our measurement (see chapter 1), and one thread also makes
+    runs bitwise reproducible. Bigger machines get half their cores. ``KIMI_MINI_THREADS`` overrides.
+    """
+    if "KIMI_MINI_THREADS" in os.environ:
+        return max(1, int(os.environ["KIMI_MINI_THREADS"]))
+    cpu_count = cpu_count or os.cpu_count() or 1
+    return 1 if cpu_count <= 4 else cpu_count // 2
+
+
+def set_threads(n: int | None = None) -> int:
+    """Set torch's intra-op threads to ``n`` (default: :func:`default_threads`) and return it."""
+    n = default_threads() if n is None else n
+    torch.set_num_threads(n)
+    return n
+
+
+def versions() -> dict[str, str]:
+    """Versions that matter for bug reports, and the device in use."""
+    import transformers
+
+    from . import __version__
+
+    return {
+        "python": ".".join(map(str, __import__("sys").version_info[:3])),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "kimi_mini": __version__,
+        "device": str(get_device()),
+        "threads": str(torch.get_num_threads()),
+    }

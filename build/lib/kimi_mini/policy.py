@@ -1,0 +1,71 @@
+"""The policy: a tiny Llama-style causal LM, or a pretrained one loaded by name.
+
+The tiny policy is a ``transformers.LlamaForCausalLM`` built from a ``LlamaConfig`` (0.66M parameters in
+the ``cpu-tiny`` preset), so everything later in the book (KV-cached sampling, log-probs, saving) works
+unchanged on a real pretrained model. Weights are saved as safetensors; loading never runs remote code.
+
+Introduced in {ref}`ch1-policy`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedModel
+
+from .config import ModelConfig
+
+__all__ = ["build_policy", "count_parameters", "save_policy", "load_policy"]
+
+
+def build_policy(cfg: ModelConfig, tokenizer) -> LlamaForCausalLM:
+    """A randomly initialised Llama causal LM sized by ``cfg``, with tied input/output embeddings."""
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_heads,
+        intermediate_size=cfg.intermediate_size,
+        max_position_embeddings=cfg.max_positions,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    return LlamaForCausalLM(config)
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Number of distinct trainable parameters (tied weights counted once)."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters() if p.requires_grad}.values())
+
+
+def save_policy(model: PreTrainedModel, tokenizer, path: str | Path) -> Path:
+    """Save model (safetensors) and tokenizer to a directory that :func:`load_policy` reads."""
+    path = Path(path)
+    model.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def load_policy(
+    name_or_path: str | Path,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype | None = None,
+    trust_remote_code: bool = False,
+):
+    """Load ``(model, tokenizer)`` from a local directory or a hub name (e.g. ``"Qwen/Qwen2.5-0.5B"``).
+
+    Only safetensors weights are read, and remote code runs only if you pass ``trust_remote_code=True``
+    yourself. The tokenizer pads on the left (for batched generation) and gets a pad token if it has none.
+    """
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(
+        name_or_path, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
+    )
+    return model.to(device), tokenizer

@@ -1,0 +1,274 @@
+"""Rollouts: a batched, KV-cached sampler that returns per-token log-probs, and pass@k.
+
+RL needs more from a sampler than text: for every sampled token, its log-probability under the policy
+that sampled it (the report's pi_i in 2.3.2, the "old" log-probs of PPO), a mask of the response tokens,
+and why each response stopped. :func:`sample` provides them for any ``transformers`` causal LM:
+
+- each prompt is encoded once and its KV cache repeated ``group_size`` times (the k samples of a prompt
+  are contiguous rows, as the losses of chapter 4 expect);
+- each sequence stops at its own end-of-sequence token, and finished rows are dropped from the batch
+  (and from the KV cache) as they accumulate, so the long tail of response lengths does not keep paying
+  for finished sequences; ``model.generate`` keeps every row until the longest one ends;
+- the noise for sampling is drawn for the whole batch at every step (the exponential-race form of
+  sampling from a softmax), so the tokens of a row do not depend on when other rows finish.
+
+:func:`token_logprobs` recomputes the same log-probs with one forward pass over whole sequences, as the
+training step does. Checked against ``model.generate`` (benchmarks/rollout.py) and against
+:func:`token_logprobs` (tests/test_rollout.py). vLLM's sampler uses the same exponential race.
+
+Introduced in {ref}`ch2-sampler`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+from transformers import DynamicCache
+
+from .tasks import Problem, reward
+
+__all__ = ["Rollouts", "sample", "token_logprobs", "padded_slots", "rollout_rewards", "pass_at_k", "FINISH_REASONS"]
+
+FINISH_REASONS = ("eos", "length", "repeat")
+
+
+@dataclass
+class Rollouts:
+    """A batch of sampled responses; row ``i`` answers prompt ``i // group_size``.
+
+    Shapes: ``prompt_ids``/``prompt_mask`` (B, P), left-padded; ``response_ids``/``logprobs``/``mask``
+    (B, T), right-padded, where ``mask`` marks response tokens (the end-of-sequence token included, since
+    the policy chose it) and ``logprobs`` holds log pi(token) under the sampling distribution (0 on padding).
+    """
+
+    prompts: list[str]
+    group_size: int
+    prompt_ids: torch.Tensor  # (B, P)
+    prompt_mask: torch.Tensor  # (B, P)
+    response_ids: torch.Tensor  # (B, T)
+    logprobs: torch.Tensor  # (B, T)
+    mask: torch.Tensor  # (B, T)
+    finish_reason: list[str]
+    texts: list[str]
+    temperature: float
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        """Response lengths in tokens, (B,)."""
+        return self.mask.sum(dim=1).long()
+
+    def __len__(self) -> int:
+        return self.response_ids.shape[0]
+
+    def to(self, device) -> Rollouts:
+        moved = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in self.__dict__.items()}
+        return Rollouts(**moved)
+
+
+def _sample_token(logits: torch.Tensor, noise: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample one token per row and return ``(tokens, logprobs)``, each (A,).
+
+    ``logits`` (A, V); ``noise`` (A, V) holds Exp(1) draws. ``argmax(p / noise)`` is a sample from ``p``
+    (the exponential race); with ``temperature == 0`` it is the greedy token and its log-prob at T = 1.
+    """
+    logits = logits.float()
+    if temperature == 0:
+        logp = torch.log_softmax(logits, dim=-1)  # (A, V)
+        tokens = logp.argmax(dim=-1)  # (A,)
+    else:
+        logp = torch.log_softmax(logits / temperature, dim=-1)  # (A, V): log pi_T(v | prefix)
+        tokens = (logp.exp() / noise).argmax(dim=-1)  # (A,)
+    return tokens, logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def _cache_keyword(model) -> str:
+    """transformers 5 calls the KV-cache argument ``cache``; 4.x called it ``past_key_values``."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _timed_forward(model, stats: dict, **inputs):
+    """A forward pass that adds its wall time to ``stats['forward_seconds']`` (the forward-only floor)."""
+    if inputs["input_ids"].is_cuda:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    out = model(**inputs, use_cache=True)
+    if inputs["input_ids"].is_cuda:
+        torch.cuda.synchronize()
+    stats["forward_seconds"] += time.perf_counter() - start
+    return out
+
+
+@torch.no_grad()
+def sample(
+    policy,
+    tokenizer,
+    prompts: list[str],
+    group_size: int = 1,
+    max_new_tokens: int = 480,
+    temperature: float = 1.0,
+    seed: int = 0,
+    compact_every: float = 0.125,
+) -> Rollouts:
+    """Sample ``group_size`` responses to each prompt, with per-token log-probs.
+
+    ``compact_every``: drop finished rows from the batch once they make up this share of it (dropping
+    costs a copy of the KV cache, so it is batched). The result's ``stats`` holds ``seconds``,
+    ``forward_seconds`` (the model's forward passes alone), ``steps``, ``tokens`` (response tokens) and
+    ``row_steps`` (token slots computed: ``model.generate`` computes ``B * steps``).
+    """
+    if group_size < 1 or max_new_tokens < 1 or temperature < 0:
+        raise ValueError(
+            f"group_size = {group_size}, max_new_tokens = {max_new_tokens} must be >= 1 and temperature = {temperature} >= 0"
+        )
+    device = next(policy.parameters()).device
+    stats = dict(seconds=0.0, forward_seconds=0.0, steps=0, tokens=0, row_steps=0)
+    start = time.perf_counter()
+    enc = tokenizer(prompts, return_tensors="pt", padding=True).to(device)  # left-padded
+    prompt_ids = enc["input_ids"].repeat_interleave(group_size, dim=0)  # (B, P)
+    prompt_mask = enc["attention_mask"].repeat_interleave(group_size, dim=0)  # (B, P)
+    B, P = prompt_ids.shape
+    generator = torch.Generator(device=device).manual_seed(seed)
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+
+    # Prefill each distinct prompt once, then repeat its cache for the k samples.
+    cache, cache_kw = DynamicCache(), _cache_keyword(policy)
+    position_ids = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)  # (N, P)
+    out = _timed_forward(
+        policy,
+        stats,
+        input_ids=enc["input_ids"],
+        attention_mask=enc["attention_mask"],
+        position_ids=position_ids,
+        **{cache_kw: cache},
+    )
+    cache.batch_repeat_interleave(group_size)
+    logits = out.logits[:, -1].repeat_interleave(group_size, dim=0)  # (B, V)
+
+    response_ids = torch.full((B, max_new_tokens), pad, dtype=torch.long, device=device)  # (B, T_max)
+    logprobs = torch.zeros((B, max_new_tokens), dtype=torch.float32, device=device)  # (B, T_max)
+    lengths = torch.zeros(B, dtype=torch.long, device=device)  # (B,)
+    finished = torch.zeros(B, dtype=torch.bool, device=device)  # (B,)
+    rows = torch.arange(B, device=device)  # (A,): batch row of each active sequence
+    attention = prompt_mask.clone()  # (A, P + t)
+    next_position = prompt_mask.sum(-1)  # (A,)
+    for t in range(max_new_tokens):
+        noise = torch.empty((B, logits.shape[-1]), device=device).exponential_(generator=generator)  # (B, V)
+        tokens, token_logp = _sample_token(logits, noise[rows], temperature)  # (A,), (A,)
+        live = ~finished[rows]  # (A,): rows kept for batching after they finished produce nothing
+        response_ids[rows[live], t] = tokens[live]
+        logprobs[rows[live], t] = token_logp[live]
+        lengths[rows[live]] += 1
+        finished[rows[live & (tokens == eos)]] = True
+        stats["steps"] += 1
+        stats["row_steps"] += len(rows)  # token slots computed this step, finished-but-kept rows included
+        if bool(finished.all()) or t + 1 == max_new_tokens:
+            break
+        done_share = finished[rows].float().mean().item()
+        if done_share >= compact_every:  # drop finished rows from the batch and the cache
+            keep = (~finished[rows]).nonzero().squeeze(-1)  # (A',)
+            cache.batch_select_indices(keep)
+            rows, tokens, attention, next_position = rows[keep], tokens[keep], attention[keep], next_position[keep]
+        attention = torch.cat([attention, attention.new_ones((len(rows), 1))], dim=1)  # (A, P + t + 1)
+        out = _timed_forward(
+            policy,
+            stats,
+            input_ids=tokens.unsqueeze(-1),
+            attention_mask=attention,
+            position_ids=next_position.unsqueeze(-1),
+            **{cache_kw: cache},
+        )
+        next_position = next_position + 1
+        logits = out.logits[:, -1]  # (A, V)
+
+    T = int(lengths.max())
+    mask = torch.arange(T, device=device).unsqueeze(0) < lengths.unsqueeze(1)  # (B, T)
+    response_ids, logprobs = response_ids[:, :T], logprobs[:, :T] * mask
+    reasons = ["eos" if f else "length" for f in finished.tolist()]
+    texts = [
+        tokenizer.decode(ids[: n - (r == "eos")], skip_special_tokens=True)
+        for ids, n, r in zip(response_ids.tolist(), lengths.tolist(), reasons)
+    ]
+    stats["tokens"] = int(lengths.sum())
+    stats["seconds"] = time.perf_counter() - start
+    return Rollouts(
+        list(prompts),
+        group_size,
+        prompt_ids,
+        prompt_mask,
+        response_ids,
+        logprobs,
+        mask,
+        reasons,
+        texts,
+        temperature,
+        stats,
+    )
+
+
+def _bucket_logprobs(policy, rollouts: Rollouts, rows: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Log-probs of the responses in ``rows``, trimmed to their own longest response: (len(rows), T_rows)."""
+    T = int(rollouts.lengths[rows].max())
+    response_ids, mask = rollouts.response_ids[rows, :T], rollouts.mask[rows, :T]  # (b, T)
+    input_ids = torch.cat([rollouts.prompt_ids[rows], response_ids], dim=1)  # (b, P + T)
+    attention = torch.cat([rollouts.prompt_mask[rows], mask.long()], dim=1)  # (b, P + T)
+    position_ids = (attention.cumsum(-1) - 1).clamp(min=0)  # (b, P + T)
+    logits = policy(input_ids=input_ids, attention_mask=attention, position_ids=position_ids).logits  # (b, P + T, V)
+    P = rollouts.prompt_ids.shape[1]
+    logits = logits[:, P - 1 : -1].float()  # (b, T, V): the predictions of the response tokens
+    logp = torch.log_softmax(logits / (temperature or 1.0), dim=-1)  # (b, T, V)
+    return logp.gather(-1, response_ids.unsqueeze(-1)).squeeze(-1) * mask  # (b, T)
+
+
+def token_logprobs(
+    policy, rollouts: Rollouts, temperature: float | None = None, length_buckets: int = 1
+) -> torch.Tensor:
+    """Per-token log-probs of the rollouts' responses under ``policy``, (B, T), 0 on padding.
+
+    One forward pass over ``prompt + response``; position ``P - 1 + t`` predicts response token ``t``.
+    Uses the rollouts' sampling temperature unless ``temperature`` is given (0 counts as 1). Gradients
+    flow when called outside ``torch.no_grad()``: this is the log pi_theta of the training step.
+
+    ``length_buckets > 1`` sorts the rows by length and runs that many forward passes, each padded only
+    to its own longest response, then puts the rows back in place: the same (B, T) result (and gradient)
+    for a fraction of the padded compute when lengths have a long tail (chapter 2 measures it).
+    """
+    temperature = rollouts.temperature if temperature is None else temperature
+    if length_buckets <= 1:
+        return _bucket_logprobs(policy, rollouts, torch.arange(len(rollouts), device=rollouts.mask.device), temperature)
+    order = torch.argsort(rollouts.lengths, stable=True)  # (B,): shortest first
+    out = torch.zeros(rollouts.mask.shape, dtype=torch.float32, device=rollouts.mask.device)  # (B, T)
+    for rows in order.chunk(length_buckets):
+        part = _bucket_logprobs(policy, rollouts, rows, temperature)  # (b, T_rows)
+        out = out.index_put((rows.unsqueeze(-1), torch.arange(part.shape[1], device=out.device)), part)
+    return out
+
+
+def padded_slots(rollouts: Rollouts, length_buckets: int = 1) -> int:
+    """Token slots (rows x padded length, prompts included) that :func:`token_logprobs` computes."""
+    order = torch.argsort(rollouts.lengths, stable=True)
+    P = rollouts.prompt_ids.shape[1]
+    return sum(len(rows) * (P + int(rollouts.lengths[rows].max())) for rows in order.chunk(max(1, length_buckets)))
+
+
+def rollout_rewards(problems: list[Problem], rollouts: Rollouts) -> torch.Tensor:
+    """The verifier's reward of every response, (B,); ``problems[i]`` is the problem of prompt ``i``."""
+    k = rollouts.group_size
+    return torch.tensor([reward(problems[i // k], text) for i, text in enumerate(rollouts.texts)], dtype=torch.float32)
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k of Chen et al. (2021): ``1 - C(n - c, k) / C(n, k)`` for ``c`` correct of ``n`` samples.
+
+    The probability that at least one of ``k`` samples drawn without replacement from the ``n`` is
+    correct, computed as a stable product.
+    """
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass_at_k needs 0 <= c <= n and 1 <= k <= n; got n = {n}, c = {c}, k = {k}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))

@@ -1,0 +1,192 @@
+"""Countdown-mini: the book's verifiable reasoning task.
+
+Three numbers and a target; reach the target with two operations from ``+ - *``, using each number
+once, as ``(x op y) op z``. The verifier is exact (paper 2.1: rewards come from a verifier, not a learned
+model), and the number of expressions that hit the target sets the difficulty:
+``hard`` = 1, ``mid`` = 2-3, ``easy`` = 4 or more.
+
+Warm-up traces (paper 2.2, long-CoT warm-up) search in context. They pick a pair, compute it, then try
+the third number with ``+ - *``, copying the target beside each result so the model can compare; a miss
+moves on (backtracks) to the next operation or pair, a hit is marked ``!`` and followed by the answer::
+
+    4 3 5 -> 17
+    4*3=12: 12+5=17 vs 17!
+    answer (4*3)+5
+
+Tasks speak text: a tokenizer maps it to ids, so the same task serves a character-level tiny policy and
+a pretrained one. TinyZero and open-r1 use a larger Countdown (more numbers, also division).
+
+Introduced in {ref}`ch1-task`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import re
+from dataclasses import dataclass
+
+from .config import TaskConfig
+
+__all__ = [
+    "Problem",
+    "OPS",
+    "DIFFICULTIES",
+    "apply_op",
+    "all_expressions",
+    "difficulty_of",
+    "make_problem",
+    "make_problems",
+    "prompt_text",
+    "search_trace",
+    "guess_trace",
+    "warmup_example",
+    "extract_answer",
+    "verify",
+    "reward",
+]
+
+OPS = ("+", "-", "*")
+DIFFICULTIES = ("easy", "mid", "hard")
+ANSWER_PREFIX = "answer "
+_ANSWER_RE = re.compile(r"answer \((\d)([-+*])(\d)\)([-+*])(\d)")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Three numbers and a target; ``difficulty`` counts the expressions that reach the target."""
+
+    numbers: tuple[int, int, int]
+    target: int
+
+    @property
+    def n_solutions(self) -> int:
+        return sum(value == self.target for _, value in all_expressions(self.numbers))
+
+    @property
+    def difficulty(self) -> str:
+        return difficulty_of(self.n_solutions)
+
+
+def apply_op(a: int, op: str, b: int) -> int:
+    """``a op b`` for op in ``+ - *``."""
+    return a + b if op == "+" else a - b if op == "-" else a * b
+
+
+def _pairs(numbers: tuple[int, int, int]) -> list[tuple[int, int, int]]:
+    """The three ways to split the numbers into a pair ``(x, y)``, larger first, and the rest ``z``."""
+    out = []
+    for i, j in ((0, 1), (0, 2), (1, 2)):
+        x, y = sorted((numbers[i], numbers[j]), reverse=True)
+        z = numbers[3 - i - j]
+        out.append((x, y, z))
+    return out
+
+
+def all_expressions(numbers: tuple[int, int, int]) -> list[tuple[str, int]]:
+    """Every expression ``(x op y) op z`` of the search space with its value (27 for three numbers)."""
+    out = []
+    for x, y, z in _pairs(numbers):
+        for op1, op2 in itertools.product(OPS, OPS):
+            out.append((f"({x}{op1}{y}){op2}{z}", apply_op(apply_op(x, op1, y), op2, z)))
+    return out
+
+
+def difficulty_of(n_solutions: int) -> str:
+    """``hard`` for one solution, ``mid`` for 2-3, ``easy`` for 4 or more."""
+    return "hard" if n_solutions <= 1 else "mid" if n_solutions <= 3 else "easy"
+
+
+def make_problem(rng: random.Random, cfg: TaskConfig = TaskConfig(), difficulty: str | None = None) -> Problem:
+    """Draw a problem whose target is the value of a random expression (non-negative).
+
+    With ``difficulty`` set, draw until the problem has that difficulty (the difficulty knob).
+    """
+    if difficulty is not None and difficulty not in DIFFICULTIES:
+        raise ValueError(f"difficulty = {difficulty!r} is invalid: it must be one of {DIFFICULTIES} or None.")
+    while True:
+        numbers = tuple(rng.randint(cfg.min_number, cfg.max_number) for _ in range(3))
+        values = [v for _, v in all_expressions(numbers) if v >= 0]
+        if not values:
+            continue
+        problem = Problem(numbers, rng.choice(values))
+        if difficulty is None or problem.difficulty == difficulty:
+            return problem
+
+
+def make_problems(n: int, seed: int, cfg: TaskConfig = TaskConfig(), difficulty: str | None = None) -> list[Problem]:
+    """``n`` problems from a seeded generator: the same seed gives the same list."""
+    rng = random.Random(seed)
+    return [make_problem(rng, cfg, difficulty) for _ in range(n)]
+
+
+def prompt_text(problem: Problem) -> str:
+    """The prompt the policy continues, e.g. ``"4 3 5 -> 17\\n"``."""
+    a, b, c = problem.numbers
+    return f"{a} {b} {c} -> {problem.target}\n"
+
+
+def search_trace(problem: Problem, rng: random.Random) -> str:
+    """A warm-up response that searches: pairs in random order, operations in a fixed order.
+
+    Each try is written ``p op z = value vs target``; a miss ends with ``,`` (try the next one), a pair
+    with no hit ends its line with ``.`` (backtrack to the next pair), a hit ends with ``!`` and the answer.
+    Every problem from :func:`make_problem` has a hit, so the trace always ends in a correct answer.
+    """
+    t = problem.target
+    lines = []
+    for x, y, z in rng.sample(_pairs(problem.numbers), 3):
+        for op1 in OPS:
+            p = apply_op(x, op1, y)
+            tries = []
+            for op2 in OPS:
+                value = apply_op(p, op2, z)
+                hit = value == t
+                tries.append(f"{p}{op2}{z}={value} vs {t}{'!' if hit else ''}")
+                if hit:
+                    lines.append(f"{x}{op1}{y}={p}: " + ", ".join(tries))
+                    return "\n".join(lines) + f"\n{ANSWER_PREFIX}({x}{op1}{y}){op2}{z}"
+            lines.append(f"{x}{op1}{y}={p}: " + ", ".join(tries) + ".")
+    raise ValueError(f"{problem} has no solution in the search space")
+
+
+def guess_trace(problem: Problem, rng: random.Random) -> str:
+    """A short response that guesses a random expression without checking it (usually wrong)."""
+    expression, _ = rng.choice(all_expressions(problem.numbers))
+    return ANSWER_PREFIX + expression
+
+
+def warmup_example(problem: Problem, rng: random.Random, cfg: TaskConfig = TaskConfig()) -> tuple[str, str]:
+    """``(prompt, response)`` for SFT: a search trace, or with probability ``guess_fraction`` a guess."""
+    guess = rng.random() < cfg.guess_fraction
+    response = guess_trace(problem, rng) if guess else search_trace(problem, rng)
+    return prompt_text(problem), response
+
+
+def extract_answer(response: str) -> str | None:
+    """The last ``answer (x op y) op z`` in ``response``, or None. Never raises."""
+    if not isinstance(response, str):
+        return None
+    matches = _ANSWER_RE.findall(response)
+    if not matches:
+        return None
+    x, op1, y, op2, z = matches[-1]
+    return f"({x}{op1}{y}){op2}{z}"
+
+
+def verify(problem: Problem, response: str) -> int:
+    """1 if the response's answer uses each number once and reaches the target, else 0. Never raises."""
+    answer = extract_answer(response)
+    if answer is None:
+        return 0
+    m = _ANSWER_RE.fullmatch(ANSWER_PREFIX + answer)
+    x, op1, y, op2, z = m.groups()
+    used = sorted(int(d) for d in (x, y, z))
+    if used != sorted(problem.numbers):
+        return 0
+    return int(apply_op(apply_op(int(x), op1, int(y)), op2, int(z)) == problem.target)
+
+
+def reward(problem: Problem, response: str) -> float:
+    """The verifier's reward r(x, y, y*) in {0, 1} (paper 2.3.1)."""
+    return float(verify(problem, response))

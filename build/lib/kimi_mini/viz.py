@@ -1,0 +1,139 @@
+"""Interactive figures that still respond in the static HTML book.
+
+An ipywidgets slider needs a running kernel; the rendered book has none. :func:`interactive` therefore
+takes one function ``traces(value) -> list of traces`` and gives either
+
+- (default) a plotly figure with one frame per value and a slider between them, written as HTML with a
+  small loader that fetches plotly.js from its CDN once per page and then draws: it responds in Jupyter,
+  Colab and the static book alike, and its output is deterministic, so the test suite can compare it; or
+- (``live=True``) an ipywidgets slider that recomputes ``traces`` for any value in a continuous range,
+  for exploring in Jupyter or Colab.
+
+A trace is a dict in plotly's format, e.g. ``dict(type="bar", x=[...], y=[...], name="T = 1")``.
+
+Introduced in {ref}`ch2-temperature`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+__all__ = ["interactive", "slider_figure", "plotly_cdn"]
+
+
+def plotly_cdn() -> str:
+    """The CDN address of the plotly.js that matches the installed plotly (the browser test serves the
+    copy inside the plotly package for it)."""
+    from plotly.offline import get_plotlyjs_version
+
+    return f"https://cdn.plot.ly/plotly-{get_plotlyjs_version()}.min.js"
+
+
+_LOADER = """<div id="{div_id}" class="kimi-interactive" style="width:100%;height:{height}px;"></div>
+<script type="text/javascript">
+(function () {{
+  var spec = {spec};
+  function draw() {{
+    Plotly.newPlot("{div_id}", spec.data, spec.layout, {{displaylogo: false, responsive: true}})
+      .then(function () {{ return Plotly.addFrames("{div_id}", spec.frames); }});
+  }}
+  if (window.Plotly) {{ draw(); return; }}
+  var s = document.querySelector("script[data-kimi-plotly]");
+  if (!s) {{
+    s = document.createElement("script");
+    s.src = "{cdn}";
+    s.setAttribute("data-kimi-plotly", "");
+    document.head.appendChild(s);
+  }}
+  s.addEventListener("load", draw);
+}})();
+</script>"""
+
+
+def _fmt(value) -> str:
+    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
+
+
+def slider_figure(
+    traces: Callable[[object], list[dict]],
+    values: Sequence,
+    label: str,
+    start=None,
+    title: str = "",
+    xaxis: dict | None = None,
+    yaxis: dict | None = None,
+    height: int = 380,
+):
+    """A ``plotly.graph_objects.Figure`` with a frame per value of ``values`` and a slider named ``label``.
+
+    The axes are fixed across frames (set their ``range`` in ``xaxis``/``yaxis``), so moving the slider
+    changes the data, not the scale.
+    """
+    import plotly.graph_objects as go
+
+    start = values[0] if start is None else start
+    frames = [go.Frame(data=traces(v), name=_fmt(v)) for v in values]
+    steps = [
+        dict(
+            method="animate",
+            label=_fmt(v),
+            args=[[_fmt(v)], dict(mode="immediate", frame=dict(duration=0, redraw=True), transition=dict(duration=0))],
+        )
+        for v in values
+    ]
+    fig = go.Figure(data=traces(start), frames=frames)
+    fig.update_layout(
+        title=title,
+        height=height,
+        margin=dict(l=60, r=20, t=50 if title else 20, b=90),
+        xaxis=xaxis or {},
+        yaxis=yaxis or {},
+        sliders=[
+            dict(active=list(values).index(start), currentvalue=dict(prefix=f"{label} = "), pad=dict(t=40), steps=steps)
+        ],
+        template="plotly_white",
+    )
+    return fig
+
+
+def interactive(
+    traces: Callable[[object], list[dict]],
+    values: Sequence,
+    label: str,
+    *,
+    live: bool = False,
+    div_id: str | None = None,
+    **layout,
+):
+    """One figure, two forms: a kernel-free plotly slider (default) or a live ipywidgets slider.
+
+    ``div_id`` fixes the HTML element's id (default: derived from ``label``), which keeps the stored
+    output identical from run to run. With ``live=True``, the slider spans ``min(values)..max(values)``
+    continuously and calls ``traces`` on every move.
+    """
+    from IPython.display import HTML
+
+    if live:
+        import ipywidgets as widgets
+        import plotly.graph_objects as go
+
+        lo, hi = min(values), max(values)
+        base = slider_figure(traces, values, label, **layout)  # FigureWidget takes no frames or sliders
+        fig = go.FigureWidget(data=base.data, layout=base.layout.update(sliders=[]))
+
+        def redraw(change):
+            with fig.batch_update():
+                for trace, new in zip(fig.data, traces(change["new"])):
+                    trace.update(new)
+
+        slider = widgets.FloatSlider(
+            value=layout.get("start") or values[0], min=lo, max=hi, step=(hi - lo) / 200, description=label
+        )
+        slider.observe(redraw, names="value")
+        return widgets.VBox([slider, fig])
+    import plotly.io as pio
+
+    fig = slider_figure(traces, values, label, **layout)
+    div_id = div_id or "kimi-" + "".join(ch if ch.isalnum() else "-" for ch in label.lower())
+    spec = pio.to_json(fig, validate=False).replace("</", "<\\/")  # safe inside <script>
+    return HTML(_LOADER.format(div_id=div_id, spec=spec, cdn=plotly_cdn(), height=fig.layout.height))
