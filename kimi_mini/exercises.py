@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from .tasks import Problem, guess_trace, make_problems, search_trace, verify
 
-__all__ = ["verifier_cases", "check_verifier", "check_sequence_logprob"]
+__all__ = ["verifier_cases", "check_verifier", "check_sequence_logprob", "check_kl_optimum"]
 
 
 def verifier_cases(n_random: int = 200, seed: int = 0) -> list[tuple[Problem, object]]:
@@ -90,5 +90,33 @@ def check_sequence_logprob(fn: Callable, policy=None, tokenizer=None, n: int = 6
         got = float(fn(policy, tokenizer, prompt, ids))
         assert abs(got - float(expected[i])) < 1e-4, (
             f"prompt {prompt!r}: got {got:.5f}, expected {float(expected[i]):.5f}"
+        )
+    return f"All {n} checks passed."
+
+
+def check_kl_optimum(fn: Callable, n: int = 200, seed: int = 0) -> str:
+    """Chapter 3: ``fn(pi_ref, rewards, tau)`` must return argmax_pi E_pi[r] - tau KL(pi || pi_ref).
+
+    Compares with :func:`kimi_mini.mirror.kl_regularized_optimum` to 1e-6 on random problems, including
+    large rewards over small tau (where a naive exp overflows) and zero-probability arms.
+    """
+    import numpy as np
+
+    from .mirror import kl_regularized_optimum
+
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        arms = int(rng.integers(2, 7))
+        pi_ref = rng.dirichlet(np.ones(arms))
+        if i % 5 == 0:
+            pi_ref[0] = 0.0
+            pi_ref /= pi_ref.sum()
+        rewards = rng.normal(size=arms) * (100 if i % 3 == 0 else 1)
+        tau = float(rng.choice([0.01, 0.1, 1.0, 10.0]))
+        expected = kl_regularized_optimum(pi_ref, rewards, tau)
+        got = np.asarray(fn(pi_ref, rewards, tau), dtype=float)
+        assert got.shape == expected.shape and np.all(np.isfinite(got)), f"fn returned {got!r} for tau = {tau}"
+        assert np.allclose(got, expected, atol=1e-6), (
+            f"pi_ref {pi_ref.round(3)}, r {rewards.round(2)}, tau {tau}: got {got.round(4)}, expected {expected.round(4)}"
         )
     return f"All {n} checks passed."

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-__all__ = ["interactive", "slider_figure", "plotly_cdn"]
+__all__ = ["interactive", "slider_figure", "plotly_cdn", "simplex_xy", "draw_simplex"]
 
 
 def plotly_cdn() -> str:
@@ -137,3 +137,29 @@ def interactive(
     div_id = div_id or "kimi-" + "".join(ch if ch.isalnum() else "-" for ch in label.lower())
     spec = pio.to_json(fig, validate=False).replace("</", "<\\/")  # safe inside <script>
     return HTML(_LOADER.format(div_id=div_id, spec=spec, cdn=plotly_cdn(), height=fig.layout.height))
+
+
+def simplex_xy(p) -> tuple:
+    """Ternary coordinates of points on the 3-simplex: vertex 0 at (0, 0), 1 at (1, 0), 2 at the top.
+
+    ``p`` is (3,) or (N, 3); returns ``(x, y)`` arrays.
+    """
+    import numpy as np
+
+    p = np.atleast_2d(np.asarray(p, dtype=float))
+    return p[:, 1] + 0.5 * p[:, 2], p[:, 2] * np.sqrt(3) / 2
+
+
+def draw_simplex(ax, labels=("arm 0", "arm 1", "arm 2")) -> None:
+    """Draw the triangle of the 3-simplex on a matplotlib axis, with its vertices labelled."""
+    import numpy as np
+
+    corners = np.eye(3)
+    x, y = simplex_xy(np.vstack([corners, corners[:1]]))
+    ax.plot(x, y, color="0.3", lw=1)
+    for (cx, cy), label, (dx, dy) in zip(zip(*simplex_xy(corners)), labels, [(-0.04, -0.05), (0.04, -0.05), (0, 0.04)]):
+        ax.annotate(label, (cx + dx, cy + dy), ha="center", va="center", fontsize=9)
+    ax.set_xlim(-0.15, 1.15)  # room for the vertex labels, which would otherwise be clipped
+    ax.set_ylim(-0.1, np.sqrt(3) / 2 + 0.08)
+    ax.set_aspect("equal")
+    ax.set_axis_off()

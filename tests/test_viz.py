@@ -44,3 +44,12 @@ def test_live_form_is_a_widget_that_redraws():
     slider, fig = box.children
     slider.value = 0.3
     assert list(fig.data[0].y) == [0.3, 0.7]
+
+
+def test_simplex_coordinates():
+    import numpy as np
+
+    x, y = viz.simplex_xy(np.eye(3))
+    assert np.allclose(x, [0, 1, 0.5]) and np.allclose(y, [0, 0, np.sqrt(3) / 2])
+    x, y = viz.simplex_xy([1 / 3, 1 / 3, 1 / 3])
+    assert np.allclose([x[0], y[0]], [0.5, np.sqrt(3) / 6])  # the centroid
