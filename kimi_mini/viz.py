@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-__all__ = ["interactive", "slider_figure", "plotly_cdn", "simplex_xy", "draw_simplex"]
+__all__ = ["interactive", "slider_figure", "plotly_cdn", "simplex_xy", "draw_simplex", "show_source"]
 
 
 def plotly_cdn() -> str:
@@ -163,3 +163,12 @@ def draw_simplex(ax, labels=("arm 0", "arm 1", "arm 2")) -> None:
     ax.set_ylim(-0.1, np.sqrt(3) / 2 + 0.08)
     ax.set_aspect("equal")
     ax.set_axis_off()
+
+
+def show_source(obj) -> None:
+    """Display the source of a package function in a notebook, so the text shows the code that runs."""
+    import inspect
+
+    from IPython.display import Markdown, display
+
+    display(Markdown(f"```python\n{inspect.getsource(obj)}```"))

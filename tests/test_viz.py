@@ -53,3 +53,10 @@ def test_simplex_coordinates():
     assert np.allclose(x, [0, 1, 0.5]) and np.allclose(y, [0, 0, np.sqrt(3) / 2])
     x, y = viz.simplex_xy([1 / 3, 1 / 3, 1 / 3])
     assert np.allclose([x[0], y[0]], [0.5, np.sqrt(3) / 6])  # the centroid
+
+
+def test_show_source_displays_the_function(monkeypatch):
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj.data))
+    viz.show_source(viz.simplex_xy)
+    assert shown[0].startswith("```python\ndef simplex_xy(") and shown[0].endswith("```")
