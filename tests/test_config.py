@@ -3,6 +3,7 @@ import dataclasses
 import pytest
 
 from kimi_mini.config import PRESETS, Config, ModelConfig, SampleConfig, SFTConfig, TaskConfig, get_preset
+from kimi_mini.train import RLConfig
 
 # One invalid value per field; the test below fails if a field is added without an entry here.
 INVALID = {
@@ -21,6 +22,23 @@ INVALID = {
     ),
     SampleConfig: dict(max_new_tokens=0, temperature=-0.5, batch_size=0),
     Config: dict(task="easy", model=None, sft=3, sample=SFTConfig()),
+    RLConfig: dict(
+        iterations=0,
+        prompts_per_iteration=0,
+        group_size=0,
+        max_new_tokens=0,
+        temperature=0.0,
+        loss="ppo",
+        tau=0.0,
+        clip_eps=0.0,
+        lr=0.0,
+        grad_steps=0,
+        length_buckets=0,
+        eval_every=0,
+        eval_problems=0,
+        checkpoint_every=0,
+        seed=-1,
+    ),
 }
 
 

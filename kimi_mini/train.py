@@ -1,0 +1,200 @@
+"""The RL loop of Kimi k1.5 (2.3): sample, score, fit the mirror-descent loss, repeat.
+
+Each iteration i: draw ``prompts_per_iteration`` problems, sample ``group_size`` responses each from the
+current policy pi_i (:func:`kimi_mini.rollout.sample`), score them with the verifier, freeze their log-probs
+as pi_i, then take ``grad_steps`` optimizer steps of the chosen loss (:mod:`kimi_mini.losses`) on those same
+samples, with a *fresh* optimizer (the report resets the optimizer state every iteration).
+
+Resume is exact by construction: the problems and the sampling noise of iteration i come from
+``(seed, i)``, and the optimizer is new every iteration, so the only state is the policy's weights, the
+iteration and the metrics so far. A checkpoint holds exactly those (safetensors for the weights, JSON for
+the rest, written to a temporary file and renamed), so a run killed at any moment resumes from its last
+checkpoint and ends with the metrics of an uninterrupted run.
+
+Metrics (one JSON line per iteration in ``metrics.jsonl``): ``reward`` (mean training reward),
+``response_tokens`` (mean length), ``truncated`` (share cut at max_new_tokens), ``kl_prev`` (KL(pi_i ||
+pi_{i+1}) per response, estimated on the samples with the non-negative k3 estimator), ``entropy`` (mean -log pi_i per response token, an entropy estimate),
+``loss``, ``rollout_seconds``, ``train_seconds``, ``tokens_per_second`` and, every ``eval_every``
+iterations, ``eval_accuracy`` on held-out problems.
+
+Introduced in chapter 4 (planned).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_model, save_model
+from tqdm.auto import tqdm
+
+from . import losses
+from .config import TaskConfig, _Validated, option
+from .rollout import rollout_rewards, sample, token_logprobs
+from .tasks import make_problems, prompt_text
+
+__all__ = ["RLConfig", "train_rl", "load_checkpoint", "LOSSES"]
+
+LOSSES = ("omd", "reinforce", "grpo", "rest")
+
+
+@dataclass
+class RLConfig(_Validated):
+    """Settings of an RL run."""
+
+    iterations: int = option(10, "RL iterations.", lo=1, hi=1_000_000)
+    prompts_per_iteration: int = option(16, "Problems sampled per iteration.", lo=1, hi=65536)
+    group_size: int = option(8, "Responses sampled per problem (the report's k).", lo=1, hi=1024)
+    max_new_tokens: int = option(480, "Longest response, in tokens.", lo=1, hi=131072)
+    temperature: float = option(1.0, "Sampling temperature.", lo=0.0, lo_open=True, hi=10.0)
+    loss: str = option("omd", "Policy loss: omd (k1.5), reinforce, grpo or rest.", choices=LOSSES)
+    tau: float = option(1.0, "Strength of the KL regulariser of the omd loss.", lo=0.0, lo_open=True, hi=1e6)
+    clip_eps: float = option(0.2, "PPO clipping range of the grpo loss.", lo=0.0, lo_open=True, hi=10.0)
+    lr: float = option(1e-4, "AdamW learning rate.", lo=0.0, lo_open=True, hi=1.0)
+    grad_steps: int = option(4, "Optimizer steps per iteration on the same samples.", lo=1, hi=10_000)
+    length_buckets: int = option(4, "Forward passes per step, rows grouped by length (less padding).", lo=1, hi=1024)
+    eval_every: int = option(5, "Evaluate on held-out problems every this many iterations.", lo=1, hi=1_000_000)
+    eval_problems: int = option(128, "Held-out problems per evaluation.", lo=1, hi=1_000_000)
+    checkpoint_every: int = option(1, "Write a checkpoint every this many iterations.", lo=1, hi=1_000_000)
+    seed: int = option(0, "Seed of the problems and the sampling noise.", lo=0, hi=2**31 - 1)
+
+
+def _policy_loss(cfg: RLConfig, logprobs, old_logprobs, mask, rewards) -> torch.Tensor:
+    args = (logprobs, old_logprobs, mask, rewards, cfg.group_size)
+    if cfg.loss == "omd":
+        return losses.omd_loss(*args, tau=cfg.tau)
+    if cfg.loss == "grpo":
+        return losses.grpo_loss(*args, clip_eps=cfg.clip_eps)
+    return {"reinforce": losses.reinforce_loss, "rest": losses.rest_loss}[cfg.loss](*args)
+
+
+def _k3(log_ratio: torch.Tensor) -> torch.Tensor:
+    """Per-token estimate of KL(pi_old || pi_new) from samples of pi_old: ratio - 1 - log ratio (>= 0),
+    with log_ratio = log pi_new - log pi_old (Schulman's "k3"; TRL and verl log the same)."""
+    return torch.exp(log_ratio) - 1 - log_ratio
+
+
+def _iteration_seed(cfg: RLConfig, iteration: int) -> int:
+    return cfg.seed * 1_000_003 + iteration
+
+
+def _write_atomically(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(run_dir: Path, policy, iteration: int, history: list[dict], cfg: RLConfig) -> None:
+    """Weights (safetensors) then state (JSON), each written atomically; the state names the weights."""
+    weights = run_dir / f"policy-{iteration:06d}.safetensors"
+    _write_atomically(weights, lambda p: save_model(policy, str(p)))  # handles the tied embeddings
+    meta = dict(iteration=iteration, weights=weights.name, history=history, config=asdict(cfg))
+    _write_atomically(run_dir / "checkpoint.json", lambda p: p.write_text(json.dumps(meta)))
+    for old in run_dir.glob("policy-*.safetensors"):
+        if old.name != weights.name:
+            old.unlink()
+
+
+def load_checkpoint(run_dir: str | Path, policy) -> dict | None:
+    """Load the last checkpoint of ``run_dir`` into ``policy``; return its state, or None if there is none."""
+    run_dir = Path(run_dir)
+    meta_path = run_dir / "checkpoint.json"
+    if not meta_path.exists():
+        return None
+    meta = json.loads(meta_path.read_text())
+    device = next(policy.parameters()).device
+    try:
+        load_model(policy, str(run_dir / meta["weights"]), strict=True, device=str(device))  # safetensors: no pickle
+    except RuntimeError as err:
+        raise ValueError(f"the checkpoint in {run_dir} does not fit this policy: {err}") from err
+    return meta
+
+
+def _evaluate(policy, tokenizer, cfg: RLConfig, task_cfg) -> float:
+    problems = make_problems(cfg.eval_problems, seed=10_000_019 + cfg.seed, cfg=task_cfg)  # a seed never trained on
+    rollouts = sample(
+        policy, tokenizer, [prompt_text(p) for p in problems], 1, cfg.max_new_tokens, cfg.temperature, seed=cfg.seed
+    )
+    return float(rollout_rewards(problems, rollouts).mean())
+
+
+def _one_iteration(policy, tokenizer, cfg: RLConfig, iteration: int, task_cfg) -> dict:
+    seed = _iteration_seed(cfg, iteration)
+    problems = make_problems(cfg.prompts_per_iteration, seed=seed, cfg=task_cfg)
+    start = time.perf_counter()
+    policy.eval()
+    rollouts = sample(
+        policy,
+        tokenizer,
+        [prompt_text(p) for p in problems],
+        cfg.group_size,
+        cfg.max_new_tokens,
+        cfg.temperature,
+        seed=seed,
+    )
+    rewards = rollout_rewards(problems, rollouts).to(rollouts.mask.device)  # (B,)
+    old_logprobs = rollouts.logprobs  # (B, T): pi_i, frozen
+    rollout_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    policy.train()
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)  # reset every iteration
+    mask = rollouts.mask.float()  # (B, T)
+    for step in range(cfg.grad_steps):
+        logprobs = token_logprobs(policy, rollouts, length_buckets=cfg.length_buckets)  # (B, T)
+        loss = _policy_loss(cfg, logprobs, old_logprobs, mask, rewards)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"iteration {iteration}, gradient step {step}: the {cfg.loss} loss is {loss.item()}"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    policy.eval()
+    with torch.no_grad():
+        new_logprobs = token_logprobs(policy, rollouts, length_buckets=cfg.length_buckets)
+    train_seconds = time.perf_counter() - start
+    n_tokens = float(mask.sum())
+    return dict(
+        iteration=iteration,
+        reward=float(rewards.mean()),
+        response_tokens=float(rollouts.lengths.float().mean()),
+        truncated=sum(r == "length" for r in rollouts.finish_reason) / len(rollouts),
+        kl_prev=float((_k3(new_logprobs - old_logprobs) * mask).sum() / len(rollouts)),
+        entropy=float(-(old_logprobs * mask).sum() / n_tokens),
+        loss=float(loss.detach()),
+        rollout_seconds=rollout_seconds,
+        train_seconds=train_seconds,
+        tokens_per_second=n_tokens / (rollout_seconds + train_seconds),
+    )
+
+
+def train_rl(
+    policy, tokenizer, cfg: RLConfig, run_dir: str | Path, task_cfg=None, resume: bool = True, progress: bool = True
+) -> list[dict]:
+    """Run ``cfg.iterations`` RL iterations, logging to ``run_dir``; resume from its checkpoint if any.
+
+    Returns the metrics, one dict per iteration (also in ``run_dir/metrics.jsonl``). Raises
+    FloatingPointError naming the iteration if the loss becomes non-finite.
+    """
+    run_dir, task_cfg = Path(run_dir), task_cfg or TaskConfig()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    meta = load_checkpoint(run_dir, policy) if resume else None
+    history = meta["history"] if meta else []
+    first = meta["iteration"] + 1 if meta else 0
+    bar = tqdm(range(first, cfg.iterations), desc="RL", disable=not progress, initial=first, total=cfg.iterations)
+    for iteration in bar:
+        row = _one_iteration(policy, tokenizer, cfg, iteration, task_cfg)
+        if (iteration + 1) % cfg.eval_every == 0 or iteration + 1 == cfg.iterations:
+            row["eval_accuracy"] = _evaluate(policy, tokenizer, cfg, task_cfg)
+        history.append(row)
+        bar.set_postfix(reward=f"{row['reward']:.2f}", tokens=f"{row['response_tokens']:.0f}")
+        if (iteration + 1) % cfg.checkpoint_every == 0 or iteration + 1 == cfg.iterations:
+            save_checkpoint(run_dir, policy, iteration, history, cfg)
+            _write_atomically(
+                run_dir / "metrics.jsonl", lambda p: p.write_text("".join(json.dumps(r) + "\n" for r in history))
+            )
+    return history

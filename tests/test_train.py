@@ -1,0 +1,131 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+
+from kimi_mini.policy import build_policy
+from kimi_mini.train import RLConfig, load_checkpoint, train_rl
+
+TIMING = {"rollout_seconds", "train_seconds", "tokens_per_second"}
+SMALL = dict(
+    prompts_per_iteration=4, group_size=4, max_new_tokens=24, eval_every=2, eval_problems=8, lr=1e-3, grad_steps=2
+)
+
+
+def fresh_policy(tokenizer, tiny_config):
+    torch.manual_seed(0)
+    return build_policy(tiny_config, tokenizer)
+
+
+def deterministic(history):
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in history]
+
+
+def test_a_short_run_logs_every_metric_and_changes_the_policy(tmp_path, tokenizer, tiny_config):
+    policy = fresh_policy(tokenizer, tiny_config)
+    before = {k: v.clone() for k, v in policy.state_dict().items()}
+    history = train_rl(policy, tokenizer, RLConfig(iterations=3, **SMALL), tmp_path, progress=False)
+    assert [row["iteration"] for row in history] == [0, 1, 2]
+    keys = {"reward", "response_tokens", "truncated", "kl_prev", "entropy", "loss"} | TIMING
+    assert all(keys <= set(row) for row in history)
+    assert "eval_accuracy" in history[1] and "eval_accuracy" in history[2] and "eval_accuracy" not in history[0]
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == history
+    assert any(not torch.equal(before[k], v) for k, v in policy.state_dict().items())
+    assert list(tmp_path.glob("policy-*.safetensors")) == [tmp_path / "policy-000002.safetensors"]
+
+
+@pytest.mark.parametrize("loss", ["omd", "reinforce", "grpo", "rest"])
+def test_every_loss_runs(tmp_path, tokenizer, tiny_config, loss):
+    history = train_rl(
+        fresh_policy(tokenizer, tiny_config),
+        tokenizer,
+        RLConfig(iterations=1, loss=loss, **SMALL),
+        tmp_path,
+        progress=False,
+    )
+    assert len(history) == 1 and all(v == v for v in history[0].values())  # no NaN
+
+
+def test_resume_gives_the_uninterrupted_metrics(tmp_path, tokenizer, tiny_config):
+    full = train_rl(
+        fresh_policy(tokenizer, tiny_config), tokenizer, RLConfig(iterations=4, **SMALL), tmp_path / "a", progress=False
+    )
+    policy = fresh_policy(tokenizer, tiny_config)
+    train_rl(policy, tokenizer, RLConfig(iterations=2, **SMALL), tmp_path / "b", progress=False)
+    resumed_policy = fresh_policy(tokenizer, tiny_config)  # a new process would start from scratch weights
+    resumed = train_rl(resumed_policy, tokenizer, RLConfig(iterations=4, **SMALL), tmp_path / "b", progress=False)
+    assert deterministic(resumed) == deterministic(full)
+
+
+def test_sigkill_mid_run_then_resume(tmp_path, tokenizer, tiny_config):
+    cfg = dict(iterations=6, **SMALL)
+    script = tmp_path / "run.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import sys, torch
+            sys.path.insert(0, {str(os.path.dirname(__file__))!r})
+            torch.set_num_threads(1)
+            from conftest import TINY
+            from kimi_mini.policy import build_policy
+            from kimi_mini.tokenizer import build_char_tokenizer
+            from kimi_mini.train import RLConfig, train_rl
+            tok = build_char_tokenizer()
+            torch.manual_seed(0)
+            policy = build_policy(TINY, tok)
+            train_rl(policy, tok, RLConfig(**{cfg!r}), {str(tmp_path / "run")!r}, progress=False)
+            """
+        )
+    )
+    proc = subprocess.Popen([sys.executable, str(script)])
+    checkpoint = tmp_path / "run" / "checkpoint.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if checkpoint.exists() and json.loads(checkpoint.read_text())["iteration"] >= 1:
+            break
+        time.sleep(0.05)
+    if proc.poll() is not None:
+        pytest.fail("the run finished before it could be killed; make it longer")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = json.loads(checkpoint.read_text())["iteration"]
+    assert killed_at < 5
+    resumed = train_rl(
+        fresh_policy(tokenizer, tiny_config), tokenizer, RLConfig(**cfg), tmp_path / "run", progress=False
+    )
+    full = train_rl(fresh_policy(tokenizer, tiny_config), tokenizer, RLConfig(**cfg), tmp_path / "full", progress=False)
+    assert deterministic(resumed) == deterministic(full)
+
+
+def test_checkpoint_loads_without_pickle_and_checks_the_shape(tmp_path, tokenizer, tiny_config):
+    train_rl(fresh_policy(tokenizer, tiny_config), tokenizer, RLConfig(iterations=1, **SMALL), tmp_path, progress=False)
+    assert load_checkpoint(tmp_path / "nothing-here", fresh_policy(tokenizer, tiny_config)) is None
+    from kimi_mini.config import ModelConfig
+
+    other = build_policy(ModelConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32), tokenizer)
+    with pytest.raises(ValueError, match="does not fit this policy"):
+        load_checkpoint(tmp_path, other)
+
+
+def test_non_finite_loss_names_the_iteration(tmp_path, tokenizer, tiny_config, monkeypatch):
+    import kimi_mini.train as train
+
+    monkeypatch.setattr(train.losses, "omd_loss", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True))
+    with pytest.raises(FloatingPointError, match="iteration 0, gradient step 0: the omd loss is nan"):
+        train_rl(
+            fresh_policy(tokenizer, tiny_config), tokenizer, RLConfig(iterations=2, **SMALL), tmp_path, progress=False
+        )
+
+
+def test_kl_estimate_is_never_negative():
+    from kimi_mini.train import _k3
+
+    log_ratio = torch.linspace(-5, 5, 101)
+    assert (_k3(log_ratio) >= 0).all() and _k3(torch.zeros(1)).item() == 0.0
