@@ -20,6 +20,8 @@ __all__ = [
     "ModelConfig",
     "SFTConfig",
     "SampleConfig",
+    "RLConfig",
+    "LOSSES",
     "Config",
     "PRESETS",
     "get_preset",
@@ -163,6 +165,30 @@ class SampleConfig(_Validated):
     max_new_tokens: int = option(480, "Longest response, in tokens.", lo=1, hi=131072)
     temperature: float = option(1.0, "Softmax temperature; 0 means greedy decoding.", lo=0.0, hi=10.0)
     batch_size: int = option(128, "Prompts decoded together.", lo=1, hi=65536)
+
+
+LOSSES = ("omd", "reinforce", "grpo", "rest")
+
+
+@dataclass
+class RLConfig(_Validated):
+    """An RL run (the loop is :func:`kimi_mini.train.train_rl`)."""
+
+    iterations: int = option(10, "RL iterations.", lo=1, hi=1_000_000)
+    prompts_per_iteration: int = option(16, "Problems sampled per iteration.", lo=1, hi=65536)
+    group_size: int = option(8, "Responses sampled per problem (the report's k).", lo=1, hi=1024)
+    max_new_tokens: int = option(480, "Longest response, in tokens.", lo=1, hi=131072)
+    temperature: float = option(1.0, "Sampling temperature.", lo=0.0, lo_open=True, hi=10.0)
+    loss: str = option("omd", "Policy loss: omd (k1.5), reinforce, grpo or rest.", choices=LOSSES)
+    tau: float = option(1.0, "Strength of the KL regulariser of the omd loss.", lo=0.0, lo_open=True, hi=1e6)
+    clip_eps: float = option(0.2, "PPO clipping range of the grpo loss.", lo=0.0, lo_open=True, hi=10.0)
+    lr: float = option(1e-4, "AdamW learning rate.", lo=0.0, lo_open=True, hi=1.0)
+    grad_steps: int = option(4, "Optimizer steps per iteration on the same samples.", lo=1, hi=10_000)
+    length_buckets: int = option(4, "Forward passes per step, rows grouped by length (less padding).", lo=1, hi=1024)
+    eval_every: int = option(5, "Evaluate on held-out problems every this many iterations.", lo=1, hi=1_000_000)
+    eval_problems: int = option(128, "Held-out problems per evaluation.", lo=1, hi=1_000_000)
+    checkpoint_every: int = option(1, "Write a checkpoint every this many iterations.", lo=1, hi=1_000_000)
+    seed: int = option(0, "Seed of the problems and the sampling noise.", lo=0, hi=2**31 - 1)
 
 
 @dataclass

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 
 import numpy as np
 import torch
@@ -62,7 +63,7 @@ def versions() -> dict[str, str]:
     from . import __version__
 
     return {
-        "python": ".".join(map(str, __import__("sys").version_info[:3])),
+        "python": ".".join(map(str, sys.version_info[:3])),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "kimi_mini": __version__,

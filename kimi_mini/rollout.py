@@ -224,6 +224,11 @@ def _bucket_logprobs(policy, rollouts: Rollouts, rows: torch.Tensor, temperature
     return logp.gather(-1, response_ids.unsqueeze(-1)).squeeze(-1) * mask  # (b, T)
 
 
+def _length_buckets(rollouts: Rollouts, n: int) -> tuple[torch.Tensor, ...]:
+    """Row indices split into ``n`` groups of similar length, shortest first."""
+    return torch.argsort(rollouts.lengths, stable=True).chunk(max(1, n))
+
+
 def token_logprobs(
     policy, rollouts: Rollouts, temperature: float | None = None, length_buckets: int = 1
 ) -> torch.Tensor:
@@ -240,9 +245,8 @@ def token_logprobs(
     temperature = rollouts.temperature if temperature is None else temperature
     if length_buckets <= 1:
         return _bucket_logprobs(policy, rollouts, torch.arange(len(rollouts), device=rollouts.mask.device), temperature)
-    order = torch.argsort(rollouts.lengths, stable=True)  # (B,): shortest first
     out = torch.zeros(rollouts.mask.shape, dtype=torch.float32, device=rollouts.mask.device)  # (B, T)
-    for rows in order.chunk(length_buckets):
+    for rows in _length_buckets(rollouts, length_buckets):
         part = _bucket_logprobs(policy, rollouts, rows, temperature)  # (b, T_rows)
         out = out.index_put((rows.unsqueeze(-1), torch.arange(part.shape[1], device=out.device)), part)
     return out
@@ -250,9 +254,10 @@ def token_logprobs(
 
 def padded_slots(rollouts: Rollouts, length_buckets: int = 1) -> int:
     """Token slots (rows x padded length, prompts included) that :func:`token_logprobs` computes."""
-    order = torch.argsort(rollouts.lengths, stable=True)
     P = rollouts.prompt_ids.shape[1]
-    return sum(len(rows) * (P + int(rollouts.lengths[rows].max())) for rows in order.chunk(max(1, length_buckets)))
+    return sum(
+        len(rows) * (P + int(rollouts.lengths[rows].max())) for rows in _length_buckets(rollouts, length_buckets)
+    )
 
 
 def rollout_rewards(problems: list[Problem], rollouts: Rollouts) -> torch.Tensor:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -33,34 +33,11 @@ from safetensors.torch import load_model, save_model
 from tqdm.auto import tqdm
 
 from . import losses
-from .config import TaskConfig, _Validated, option
+from .config import LOSSES, RLConfig, TaskConfig
 from .rollout import rollout_rewards, sample, token_logprobs
 from .tasks import make_problems, prompt_text
 
 __all__ = ["RLConfig", "train_rl", "load_checkpoint", "LOSSES"]
-
-LOSSES = ("omd", "reinforce", "grpo", "rest")
-
-
-@dataclass
-class RLConfig(_Validated):
-    """Settings of an RL run."""
-
-    iterations: int = option(10, "RL iterations.", lo=1, hi=1_000_000)
-    prompts_per_iteration: int = option(16, "Problems sampled per iteration.", lo=1, hi=65536)
-    group_size: int = option(8, "Responses sampled per problem (the report's k).", lo=1, hi=1024)
-    max_new_tokens: int = option(480, "Longest response, in tokens.", lo=1, hi=131072)
-    temperature: float = option(1.0, "Sampling temperature.", lo=0.0, lo_open=True, hi=10.0)
-    loss: str = option("omd", "Policy loss: omd (k1.5), reinforce, grpo or rest.", choices=LOSSES)
-    tau: float = option(1.0, "Strength of the KL regulariser of the omd loss.", lo=0.0, lo_open=True, hi=1e6)
-    clip_eps: float = option(0.2, "PPO clipping range of the grpo loss.", lo=0.0, lo_open=True, hi=10.0)
-    lr: float = option(1e-4, "AdamW learning rate.", lo=0.0, lo_open=True, hi=1.0)
-    grad_steps: int = option(4, "Optimizer steps per iteration on the same samples.", lo=1, hi=10_000)
-    length_buckets: int = option(4, "Forward passes per step, rows grouped by length (less padding).", lo=1, hi=1024)
-    eval_every: int = option(5, "Evaluate on held-out problems every this many iterations.", lo=1, hi=1_000_000)
-    eval_problems: int = option(128, "Held-out problems per evaluation.", lo=1, hi=1_000_000)
-    checkpoint_every: int = option(1, "Write a checkpoint every this many iterations.", lo=1, hi=1_000_000)
-    seed: int = option(0, "Seed of the problems and the sampling noise.", lo=0, hi=2**31 - 1)
 
 
 def _policy_loss(cfg: RLConfig, logprobs, old_logprobs, mask, rewards) -> torch.Tensor:

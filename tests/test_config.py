@@ -2,8 +2,7 @@ import dataclasses
 
 import pytest
 
-from kimi_mini.config import PRESETS, Config, ModelConfig, SampleConfig, SFTConfig, TaskConfig, get_preset
-from kimi_mini.train import RLConfig
+from kimi_mini.config import PRESETS, Config, ModelConfig, RLConfig, SampleConfig, SFTConfig, TaskConfig, get_preset
 
 # One invalid value per field; the test below fails if a field is added without an entry here.
 INVALID = {
