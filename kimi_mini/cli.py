@@ -1,4 +1,4 @@
-"""The ``kimi-mini`` command line: ``kimi-mini info | warmup | evaluate``.
+"""The ``kimi-mini`` command line: ``kimi-mini info | warmup | evaluate | train``.
 
 Every subcommand calls the same functions the chapters call.
 """
@@ -6,8 +6,10 @@ Every subcommand calls the same functions the chapters call.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+from pathlib import Path
 
 __all__ = ["main"]
 
@@ -44,6 +46,51 @@ def _cmd_evaluate(args) -> None:
     print(json.dumps(summarize_by_difficulty(records), indent=1))
 
 
+def _cmd_train(args) -> None:
+    from .config import RLConfig
+    from .device import get_device, set_threads
+    from .policy import save_policy
+    from .train import train_rl
+    from .warmup import WARMUP_DIR, load_warmup_policy
+
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(RLConfig) if getattr(args, f.name) is not None}
+    cfg = RLConfig(**given)  # validate before loading anything
+    set_threads(args.threads)
+    model, tokenizer = load_warmup_policy(get_device(), args.policy or WARMUP_DIR)
+    history = train_rl(model, tokenizer, cfg, args.out, progress=not args.quiet)
+    save_policy(model, tokenizer, Path(args.out) / "policy")
+    last = history[-1]
+    accuracy = [row["eval_accuracy"] for row in history if "eval_accuracy" in row]
+    print(
+        json.dumps(
+            dict(
+                iterations=len(history),
+                reward=last["reward"],
+                held_out_accuracy=accuracy,
+                policy=str(Path(args.out) / "policy"),
+            ),
+            indent=1,
+        )
+    )
+
+
+def _yes_no(text: str) -> bool:
+    if text.lower() not in ("true", "false", "yes", "no", "1", "0"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a yes/no value (true, false, yes, no, 1, 0)")
+    return text.lower() in ("true", "yes", "1")
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
+    """One flag per field of a config dataclass (``--grad-steps 8``), defaulting to the dataclass's value."""
+    for f in dataclasses.fields(cls):
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"),
+            type=_yes_no if isinstance(f.default, bool) else type(f.default),
+            default=None,
+            help=f"{f.metadata['doc']} (default {f.default!r})",
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kimi-mini", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -63,6 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.set_defaults(func=_cmd_evaluate)
+    p = sub.add_parser("train", help="RL from a policy (default: the shipped warm-up); resumes from --out")
+    p.add_argument("--out", required=True, help="run directory: metrics.jsonl, checkpoints, the final policy")
+    p.add_argument("--policy", default=None, help="starting policy directory (default: the shipped warm-up)")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    from .config import RLConfig
+
+    _add_config_flags(p, RLConfig)
+    p.set_defaults(func=_cmd_train)
     return parser
 
 

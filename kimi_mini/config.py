@@ -62,8 +62,8 @@ def _check_field(obj: Any, f: dataclasses.Field) -> None:
     meta, value = f.metadata, getattr(obj, f.name)
     if value is None and meta["optional"]:
         return
-    if meta["choices"] is not None:
-        ok = value in meta["choices"]
+    if meta["choices"] is not None:  # the same type too: 1 is not True
+        ok = any(value == c and type(value) is type(c) for c in meta["choices"])
     elif f.default is dataclasses.MISSING:  # a nested part
         ok = isinstance(value, f.default_factory)
     elif f.default is None or isinstance(f.default, str):  # optional fields here are strings
@@ -189,6 +189,29 @@ class RLConfig(_Validated):
     eval_problems: int = option(128, "Held-out problems per evaluation.", lo=1, hi=1_000_000)
     checkpoint_every: int = option(1, "Write a checkpoint every this many iterations.", lo=1, hi=1_000_000)
     seed: int = option(0, "Seed of the problems and the sampling noise.", lo=0, hi=2**31 - 1)
+    partial_rollouts: bool = option(
+        False, "Cap each iteration's new tokens per trajectory (chapter 6).", choices=(False, True)
+    )
+    segment_tokens: int = option(
+        128, "With partial rollouts: new tokens per trajectory per iteration.", lo=1, hi=131072
+    )
+    mask_stale_segments: bool = option(
+        True,
+        "With partial rollouts: leave tokens sampled by earlier iterations out of the loss.",
+        choices=(True, False),
+    )
+    repeat_times: int = option(
+        3, "With partial rollouts: stop a trajectory whose last block repeats this often (0: never).", lo=0, hi=1000
+    )
+    repeat_block: int = option(64, "Longest block (tokens) repeat detection looks for.", lo=2, hi=4096)
+    repeat_penalty: float = option(0.0, "Reward subtracted from a trajectory stopped for repeating.", lo=0.0, hi=10.0)
+
+    def _check_combinations(self) -> None:
+        if self.repeat_times == 1:
+            raise ValueError(
+                "RLConfig.repeat_times = 1 is invalid: it must be 0 (no repeat detection) or at least 2 "
+                "(a block must occur twice in a row to be a repeat)."
+            )
 
 
 @dataclass

@@ -10,7 +10,14 @@ from collections.abc import Callable
 
 from .tasks import Problem, guess_trace, make_problems, search_trace, verify
 
-__all__ = ["verifier_cases", "check_verifier", "check_sequence_logprob", "check_kl_optimum"]
+__all__ = [
+    "verifier_cases",
+    "check_verifier",
+    "check_sequence_logprob",
+    "check_kl_optimum",
+    "check_omd_loss",
+    "check_find_repeat",
+]
 
 
 def verifier_cases(n_random: int = 200, seed: int = 0) -> list[tuple[Problem, object]]:
@@ -118,5 +125,62 @@ def check_kl_optimum(fn: Callable, n: int = 200, seed: int = 0) -> str:
         assert got.shape == expected.shape and np.all(np.isfinite(got)), f"fn returned {got!r} for tau = {tau}"
         assert np.allclose(got, expected, atol=1e-6), (
             f"pi_ref {pi_ref.round(3)}, r {rewards.round(2)}, tau {tau}: got {got.round(4)}, expected {expected.round(4)}"
+        )
+    return f"All {n} checks passed."
+
+
+def check_omd_loss(fn: Callable, n: int = 100, seed: int = 0) -> str:
+    """Chapter 4: ``fn(logprobs, old_logprobs, mask, rewards, group_size, tau)`` must return the k1.5 loss.
+
+    Compares value and gradient (with respect to ``logprobs``) with :func:`kimi_mini.losses.omd_loss` to
+    1e-5 on random batches: several group sizes, groups with equal rewards, padded rows, varied tau.
+    """
+    import torch
+
+    from .losses import omd_loss
+
+    gen = torch.Generator().manual_seed(seed)
+    for i in range(n):
+        group_size, groups, steps = 1 + i % 4, 1 + i % 3, 2 + i % 5
+        batch = group_size * groups
+        old = -torch.rand(batch, steps, generator=gen, dtype=torch.float64) * 3  # (B, T) log-probs
+        new = (old + 0.3 * torch.randn(batch, steps, generator=gen, dtype=torch.float64)).requires_grad_()
+        lengths = torch.randint(1, steps + 1, (batch,), generator=gen)
+        mask = (torch.arange(steps) < lengths[:, None]).double()  # (B, T), padding on the right
+        rewards = torch.randint(0, 2, (batch,), generator=gen).double()
+        if i % 7 == 0:
+            rewards[:group_size] = 1.0  # a group where every sample is right
+        tau = [0.1, 0.5, 1.0, 4.0][i % 4]
+        expected = omd_loss(new, old, mask, rewards, group_size, tau)
+        (expected_grad,) = torch.autograd.grad(expected, new)
+        got = fn(new, old, mask, rewards, group_size, tau)
+        assert torch.is_tensor(got) and got.dim() == 0, f"fn must return a scalar tensor, got {got!r}"
+        (got_grad,) = torch.autograd.grad(got, new)
+        where = f"group_size {group_size}, tau {tau}, rewards {rewards.tolist()}"
+        got_value, expected_value = float(got.detach()), float(expected.detach())
+        assert abs(got_value - expected_value) < 1e-5, f"{where}: loss {got_value:.6f}, expected {expected_value:.6f}"
+        assert torch.allclose(got_grad, expected_grad, atol=1e-5), f"{where}: the gradients differ"
+    return f"All {n} checks passed."
+
+
+def check_find_repeat(fn: Callable, n: int = 300, seed: int = 0) -> str:
+    """Chapter 6: ``fn(ids, start, block, times)`` must return what :func:`kimi_mini.partial.find_repeat`
+    returns: the first end position after ``start`` where a block of 2..``block`` tokens repeats ``times``
+    times in a row, or None. Random token lists with planted repeats, near misses and varied ``start``."""
+    from .partial import find_repeat
+
+    rng = random.Random(seed)
+    for i in range(n):
+        ids = [rng.randrange(4 if i % 2 else 30) for _ in range(rng.randrange(0, 40))]
+        if i % 3 == 0:  # plant a repeat (sometimes one copy short)
+            unit = [rng.randrange(30) for _ in range(rng.randrange(2, 6))]
+            at = rng.randrange(len(ids) + 1)
+            ids[at:at] = unit * rng.choice([2, 3, 4])
+        block, times = rng.randrange(2, 7), rng.randrange(2, 5)
+        start = rng.randrange(0, len(ids) + 1)
+        expected = find_repeat(ids, start, block, times)
+        got = fn(list(ids), start, block, times)
+        assert got == expected, (
+            f"fn({ids}, start={start}, block={block}, times={times}) returned {got}, expected {expected}"
         )
     return f"All {n} checks passed."

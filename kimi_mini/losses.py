@@ -13,7 +13,7 @@ contiguous rows. Each returns a scalar to minimise.
 Checked against the report's Eq. 3 (tests/test_losses.py) and, for GRPO, TRL's GRPOTrainer loss with
 ``loss_type="grpo"`` and no KL term.
 
-Introduced in chapter 4 (planned).
+Introduced in {ref}`ch4-package`.
 """
 
 from __future__ import annotations

@@ -56,6 +56,8 @@ class Rollouts:
     texts: list[str]
     temperature: float
     stats: dict = field(default_factory=dict)
+    loss_mask: torch.Tensor | None = None  # (B, T): tokens the loss counts (default: ``mask``); chapter 6
+    sampled_in: torch.Tensor | None = None  # (B, T): the iteration that sampled each token (partial rollouts)
 
     @property
     def lengths(self) -> torch.Tensor:
@@ -113,22 +115,38 @@ def sample(
     temperature: float = 1.0,
     seed: int = 0,
     compact_every: float = 0.125,
+    prefixes: list[list[int]] | None = None,
 ) -> Rollouts:
     """Sample ``group_size`` responses to each prompt, with per-token log-probs.
 
+    ``max_new_tokens`` is one budget for every row or a list with one per row (a row that reaches its
+    budget stops with finish reason ``"length"``). ``prefixes`` continues responses instead of starting
+    them (partial rollouts, chapter 6): row ``i`` re-encodes ``prompts[i]`` followed by the token ids
+    ``prefixes[i]`` with the current weights and samples what comes next; it needs ``group_size == 1``,
+    and the result's ``prompt_ids`` then hold prompt and prefix, its responses only the new tokens.
     ``compact_every``: drop finished rows from the batch once they make up this share of it (dropping
     costs a copy of the KV cache, so it is batched). The result's ``stats`` holds ``seconds``,
     ``forward_seconds`` (the model's forward passes alone), ``steps``, ``tokens`` (response tokens) and
     ``row_steps`` (token slots computed: ``model.generate`` computes ``B * steps``).
     """
-    if group_size < 1 or max_new_tokens < 1 or temperature < 0:
+    budgets = [max_new_tokens] if isinstance(max_new_tokens, int) else list(max_new_tokens)
+    if group_size < 1 or min(budgets, default=0) < 1 or temperature < 0:
         raise ValueError(
             f"group_size = {group_size}, max_new_tokens = {max_new_tokens} must be >= 1 and temperature = {temperature} >= 0"
         )
+    if prefixes is not None and (group_size != 1 or len(prefixes) != len(prompts)):
+        raise ValueError("prefixes needs group_size = 1 and one prefix (a list of token ids) per prompt")
+    if len(budgets) > 1 and len(budgets) != len(prompts) * group_size:
+        raise ValueError(f"max_new_tokens has {len(budgets)} budgets for {len(prompts) * group_size} rows")
     device = next(policy.parameters()).device
     stats = dict(seconds=0.0, forward_seconds=0.0, steps=0, tokens=0, row_steps=0)
     start = time.perf_counter()
-    enc = tokenizer(prompts, return_tensors="pt", padding=True).to(device)  # left-padded
+    if prefixes is None:
+        enc = tokenizer(prompts, return_tensors="pt", padding=True).to(device)  # left-padded
+    else:
+        enc = _encode_with_prefixes(tokenizer, prompts, prefixes).to(device)  # left-padded
+    max_new_tokens = max(budgets)
+    budget = torch.tensor(budgets, device=device).expand(len(prompts) * group_size)  # (B,)
     prompt_ids = enc["input_ids"].repeat_interleave(group_size, dim=0)  # (B, P)
     prompt_mask = enc["attention_mask"].repeat_interleave(group_size, dim=0)  # (B, P)
     B, P = prompt_ids.shape
@@ -153,6 +171,7 @@ def sample(
     logprobs = torch.zeros((B, max_new_tokens), dtype=torch.float32, device=device)  # (B, T_max)
     lengths = torch.zeros(B, dtype=torch.long, device=device)  # (B,)
     finished = torch.zeros(B, dtype=torch.bool, device=device)  # (B,)
+    hit_eos = torch.zeros(B, dtype=torch.bool, device=device)  # (B,): finished by end-of-sequence
     rows = torch.arange(B, device=device)  # (A,): batch row of each active sequence
     attention = prompt_mask.clone()  # (A, P + t)
     next_position = prompt_mask.sum(-1)  # (A,)
@@ -163,7 +182,8 @@ def sample(
         response_ids[rows[live], t] = tokens[live]
         logprobs[rows[live], t] = token_logp[live]
         lengths[rows[live]] += 1
-        finished[rows[live & (tokens == eos)]] = True
+        hit_eos[rows[live & (tokens == eos)]] = True
+        finished[rows[live]] = hit_eos[rows[live]] | (lengths[rows[live]] >= budget[rows[live]])
         stats["steps"] += 1
         stats["row_steps"] += len(rows)  # token slots computed this step, finished-but-kept rows included
         if bool(finished.all()) or t + 1 == max_new_tokens:
@@ -188,7 +208,7 @@ def sample(
     T = int(lengths.max())
     mask = torch.arange(T, device=device).unsqueeze(0) < lengths.unsqueeze(1)  # (B, T)
     response_ids, logprobs = response_ids[:, :T], logprobs[:, :T] * mask
-    reasons = ["eos" if f else "length" for f in finished.tolist()]
+    reasons = ["eos" if f else "length" for f in hit_eos.tolist()]
     texts = [
         tokenizer.decode(ids[: n - (r == "eos")], skip_special_tokens=True)
         for ids, n, r in zip(response_ids.tolist(), lengths.tolist(), reasons)
@@ -208,6 +228,17 @@ def sample(
         temperature,
         stats,
     )
+
+
+def _encode_with_prefixes(tokenizer, prompts: list[str], prefixes: list[list[int]]):
+    """Prompt ids followed by prefix ids, left-padded into ``input_ids`` and ``attention_mask`` (N, P)."""
+    from transformers import BatchEncoding
+
+    rows = [ids + list(prefix) for ids, prefix in zip(tokenizer(prompts)["input_ids"], prefixes)]
+    width = max(len(r) for r in rows)
+    input_ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(r)) + r for r in rows])  # (N, P)
+    attention_mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])  # (N, P)
+    return BatchEncoding(dict(input_ids=input_ids, attention_mask=attention_mask))
 
 
 def _bucket_logprobs(policy, rollouts: Rollouts, rows: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -17,7 +17,7 @@ pi_{i+1}) per response, estimated on the samples with the non-negative k3 estima
 ``loss``, ``rollout_seconds``, ``train_seconds``, ``tokens_per_second`` and, every ``eval_every``
 iterations, ``eval_accuracy`` on held-out problems.
 
-Introduced in chapter 4 (planned).
+Introduced in {ref}`ch4-loop`.
 """
 
 from __future__ import annotations
@@ -34,10 +34,11 @@ from tqdm.auto import tqdm
 
 from . import losses
 from .config import LOSSES, RLConfig, TaskConfig
+from .partial import ReplayBuffer, assemble, partial_rollout_step
 from .rollout import rollout_rewards, sample, token_logprobs
 from .tasks import make_problems, prompt_text
 
-__all__ = ["RLConfig", "train_rl", "load_checkpoint", "LOSSES"]
+__all__ = ["RLConfig", "train_rl", "update_policy", "evaluate_heldout", "kl_k3", "load_checkpoint", "LOSSES"]
 
 
 def _policy_loss(cfg: RLConfig, logprobs, old_logprobs, mask, rewards) -> torch.Tensor:
@@ -49,10 +50,36 @@ def _policy_loss(cfg: RLConfig, logprobs, old_logprobs, mask, rewards) -> torch.
     return {"reinforce": losses.reinforce_loss, "rest": losses.rest_loss}[cfg.loss](*args)
 
 
-def _k3(log_ratio: torch.Tensor) -> torch.Tensor:
+def kl_k3(log_ratio: torch.Tensor) -> torch.Tensor:
     """Per-token estimate of KL(pi_old || pi_new) from samples of pi_old: ratio - 1 - log ratio (>= 0),
     with log_ratio = log pi_new - log pi_old (Schulman's "k3"; TRL and verl log the same)."""
     return torch.exp(log_ratio) - 1 - log_ratio
+
+
+def update_policy(policy, rollouts, rewards, cfg: RLConfig, iteration: int = 0, after_step=None) -> torch.Tensor:
+    """``cfg.grad_steps`` AdamW steps of ``cfg.loss`` on one iteration's samples, from a fresh optimizer.
+
+    ``rollouts.logprobs`` are pi_i's log-probs, frozen. ``after_step(step, logprobs)``, if given, sees the
+    (B, T) log-probs each step used (before its update). Returns the last loss; raises FloatingPointError
+    if a loss is not finite.
+    """
+    policy.train()
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)  # reset every iteration
+    loss_mask = (rollouts.mask if rollouts.loss_mask is None else rollouts.loss_mask).float()  # (B, T)
+    for step in range(cfg.grad_steps):
+        logprobs = token_logprobs(policy, rollouts, length_buckets=cfg.length_buckets)  # (B, T)
+        loss = _policy_loss(cfg, logprobs, rollouts.logprobs, loss_mask, rewards)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"iteration {iteration}, gradient step {step}: the {cfg.loss} loss is {loss.item()}"
+            )
+        if after_step is not None:
+            after_step(step, logprobs.detach())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    policy.eval()
+    return loss.detach()
 
 
 def _iteration_seed(cfg: RLConfig, iteration: int) -> int:
@@ -65,11 +92,15 @@ def _write_atomically(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
-def save_checkpoint(run_dir: Path, policy, iteration: int, history: list[dict], cfg: RLConfig) -> None:
-    """Weights (safetensors) then state (JSON), each written atomically; the state names the weights."""
+def save_checkpoint(
+    run_dir: Path, policy, iteration: int, history: list[dict], cfg: RLConfig, buffer: ReplayBuffer | None = None
+) -> None:
+    """Weights (safetensors) then state (JSON), each written atomically; the state names the weights and
+    holds the replay buffer of partial rollouts (unfinished trajectories are work too)."""
     weights = run_dir / f"policy-{iteration:06d}.safetensors"
     _write_atomically(weights, lambda p: save_model(policy, str(p)))  # handles the tied embeddings
     meta = dict(iteration=iteration, weights=weights.name, history=history, config=asdict(cfg))
+    meta["buffer"] = (buffer or ReplayBuffer()).state_dict()
     _write_atomically(run_dir / "checkpoint.json", lambda p: p.write_text(json.dumps(meta)))
     for old in run_dir.glob("policy-*.safetensors"):
         if old.name != weights.name:
@@ -91,7 +122,10 @@ def load_checkpoint(run_dir: str | Path, policy) -> dict | None:
     return meta
 
 
-def _evaluate(policy, tokenizer, cfg: RLConfig, task_cfg) -> float:
+def evaluate_heldout(policy, tokenizer, cfg: RLConfig, task_cfg=None) -> float:
+    """Accuracy of one sample (at cfg.temperature) on each of cfg.eval_problems held-out problems: the
+    same problems for every run with the same seed, never trained on."""
+    task_cfg = task_cfg or TaskConfig()
     problems = make_problems(cfg.eval_problems, seed=10_000_019 + cfg.seed, cfg=task_cfg)  # a seed never trained on
     rollouts = sample(
         policy, tokenizer, [prompt_text(p) for p in problems], 1, cfg.max_new_tokens, cfg.temperature, seed=cfg.seed
@@ -99,11 +133,9 @@ def _evaluate(policy, tokenizer, cfg: RLConfig, task_cfg) -> float:
     return float(rollout_rewards(problems, rollouts).mean())
 
 
-def _one_iteration(policy, tokenizer, cfg: RLConfig, iteration: int, task_cfg) -> dict:
+def _rollouts_plain(policy, tokenizer, cfg: RLConfig, iteration: int, task_cfg):
     seed = _iteration_seed(cfg, iteration)
     problems = make_problems(cfg.prompts_per_iteration, seed=seed, cfg=task_cfg)
-    start = time.perf_counter()
-    policy.eval()
     rollouts = sample(
         policy,
         tokenizer,
@@ -113,40 +145,72 @@ def _one_iteration(policy, tokenizer, cfg: RLConfig, iteration: int, task_cfg) -
         cfg.temperature,
         seed=seed,
     )
-    rewards = rollout_rewards(problems, rollouts).to(rollouts.mask.device)  # (B,)
-    old_logprobs = rollouts.logprobs  # (B, T): pi_i, frozen
-    rollout_seconds = time.perf_counter() - start
+    return problems, rollouts, {}
+
+
+def _rollouts_partial(policy, tokenizer, cfg: RLConfig, iteration: int, task_cfg, buffer: ReplayBuffer):
+    step = partial_rollout_step(policy, tokenizer, buffer, cfg, iteration, _iteration_seed(cfg, iteration), task_cfg)
+    groups = step["finished"]
+    extra = dict(
+        finished_groups=len(groups),
+        carried_rows=step["carried_rows"],
+        generated_tokens=step["generated_tokens"],
+        buffer_rows=len(buffer.unfinished()),
+    )
+    if not groups:
+        return [], None, extra
+    rollouts = assemble(groups, tokenizer, iteration, cfg.temperature, cfg.mask_stale_segments)
+    rollouts = rollouts.to(next(policy.parameters()).device)
+    extra["reused_share"] = float((rollouts.sampled_in[rollouts.mask] < iteration).float().mean())
+    return [g.problem for g in groups], rollouts, extra
+
+
+def _one_iteration(policy, tokenizer, cfg: RLConfig, iteration: int, task_cfg, buffer: ReplayBuffer) -> dict:
     start = time.perf_counter()
-    policy.train()
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)  # reset every iteration
-    mask = rollouts.mask.float()  # (B, T)
-    for step in range(cfg.grad_steps):
-        logprobs = token_logprobs(policy, rollouts, length_buckets=cfg.length_buckets)  # (B, T)
-        loss = _policy_loss(cfg, logprobs, old_logprobs, mask, rewards)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"iteration {iteration}, gradient step {step}: the {cfg.loss} loss is {loss.item()}"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
     policy.eval()
+    if cfg.partial_rollouts:
+        problems, rollouts, extra = _rollouts_partial(policy, tokenizer, cfg, iteration, task_cfg, buffer)
+    else:
+        problems, rollouts, extra = _rollouts_plain(policy, tokenizer, cfg, iteration, task_cfg)
+    rollout_seconds = time.perf_counter() - start
+    if rollouts is None:  # partial rollouts: no group finished this iteration, nothing to learn from
+        return dict(iteration=iteration, rollout_seconds=rollout_seconds, train_seconds=0.0, **extra)
+    rewards = rollout_rewards(problems, rollouts).to(rollouts.mask.device)  # (B,)
+    repeated = torch.tensor([r == "repeat" for r in rollouts.finish_reason], device=rewards.device)
+    rewards = rewards - cfg.repeat_penalty * repeated.float()
+    old_logprobs = rollouts.logprobs  # (B, T): the sampling policy's, frozen
+    start = time.perf_counter()
+    loss = update_policy(policy, rollouts, rewards, cfg, iteration)
     with torch.no_grad():
         new_logprobs = token_logprobs(policy, rollouts, length_buckets=cfg.length_buckets)
     train_seconds = time.perf_counter() - start
-    n_tokens = float(mask.sum())
+    mask = rollouts.mask.float()  # (B, T)
+    # KL(pi_i || pi_i+1) and entropy on the tokens pi_i sampled (with partial rollouts: this iteration's)
+    fresh = mask if rollouts.sampled_in is None else mask * (rollouts.sampled_in == iteration).float()
     return dict(
         iteration=iteration,
         reward=float(rewards.mean()),
         response_tokens=float(rollouts.lengths.float().mean()),
         truncated=sum(r == "length" for r in rollouts.finish_reason) / len(rollouts),
-        kl_prev=float((_k3(new_logprobs - old_logprobs) * mask).sum() / len(rollouts)),
-        entropy=float(-(old_logprobs * mask).sum() / n_tokens),
-        loss=float(loss.detach()),
+        kl_prev=float((kl_k3(new_logprobs - old_logprobs) * fresh).sum() / len(rollouts)),
+        entropy=float(-(old_logprobs * fresh).sum() / fresh.sum().clamp(min=1)),
+        loss=float(loss),
         rollout_seconds=rollout_seconds,
         train_seconds=train_seconds,
-        tokens_per_second=n_tokens / (rollout_seconds + train_seconds),
+        tokens_per_second=float(mask.sum()) / (rollout_seconds + train_seconds),
+        **extra,
     )
+
+
+_MAY_CHANGE_ON_RESUME = {"iterations", "eval_every", "eval_problems", "checkpoint_every"}
+
+
+def _check_same_run(saved: dict, now: dict, run_dir: Path) -> None:
+    """Resuming with other settings would splice two different runs; only the schedule may change."""
+    changed = {key for key in saved.keys() | now.keys() if saved.get(key) != now.get(key)} - _MAY_CHANGE_ON_RESUME
+    if changed:
+        diffs = ", ".join(f"{key} = {saved.get(key)!r} there, {now.get(key)!r} here" for key in sorted(changed))
+        raise ValueError(f"{run_dir} holds a run with other settings ({diffs}); use another directory or resume=False")
 
 
 def train_rl(
@@ -154,23 +218,29 @@ def train_rl(
 ) -> list[dict]:
     """Run ``cfg.iterations`` RL iterations, logging to ``run_dir``; resume from its checkpoint if any.
 
-    Returns the metrics, one dict per iteration (also in ``run_dir/metrics.jsonl``). Raises
-    FloatingPointError naming the iteration if the loss becomes non-finite.
+    Returns the metrics, one dict per iteration (also in ``run_dir/metrics.jsonl``). Resuming may extend
+    ``iterations`` (or change evaluation and checkpoint intervals), but raises ValueError if any other
+    setting differs from the checkpoint's. Raises FloatingPointError naming the iteration if the loss
+    becomes non-finite.
     """
     run_dir, task_cfg = Path(run_dir), task_cfg or TaskConfig()
     run_dir.mkdir(parents=True, exist_ok=True)
     meta = load_checkpoint(run_dir, policy) if resume else None
+    if meta:
+        _check_same_run(meta["config"], asdict(cfg), run_dir)
     history = meta["history"] if meta else []
+    buffer = ReplayBuffer.from_state_dict(meta["buffer"]) if meta else ReplayBuffer()
     first = meta["iteration"] + 1 if meta else 0
     bar = tqdm(range(first, cfg.iterations), desc="RL", disable=not progress, initial=first, total=cfg.iterations)
     for iteration in bar:
-        row = _one_iteration(policy, tokenizer, cfg, iteration, task_cfg)
+        row = _one_iteration(policy, tokenizer, cfg, iteration, task_cfg, buffer)
         if (iteration + 1) % cfg.eval_every == 0 or iteration + 1 == cfg.iterations:
-            row["eval_accuracy"] = _evaluate(policy, tokenizer, cfg, task_cfg)
+            row["eval_accuracy"] = evaluate_heldout(policy, tokenizer, cfg, task_cfg)
         history.append(row)
-        bar.set_postfix(reward=f"{row['reward']:.2f}", tokens=f"{row['response_tokens']:.0f}")
+        if "reward" in row:
+            bar.set_postfix(reward=f"{row['reward']:.2f}", tokens=f"{row['response_tokens']:.0f}")
         if (iteration + 1) % cfg.checkpoint_every == 0 or iteration + 1 == cfg.iterations:
-            save_checkpoint(run_dir, policy, iteration, history, cfg)
+            save_checkpoint(run_dir, policy, iteration, history, cfg, buffer)
             _write_atomically(
                 run_dir / "metrics.jsonl", lambda p: p.write_text("".join(json.dumps(r) + "\n" for r in history))
             )

@@ -63,16 +63,18 @@ def slider_figure(
     xaxis: dict | None = None,
     yaxis: dict | None = None,
     height: int = 380,
+    frame_layout: Callable[[object], dict] | None = None,
 ):
     """A ``plotly.graph_objects.Figure`` with a frame per value of ``values`` and a slider named ``label``.
 
     The axes are fixed across frames (set their ``range`` in ``xaxis``/``yaxis``), so moving the slider
-    changes the data, not the scale.
+    changes the data, not the scale; where the slider changes what is plotted (a metric), give
+    ``frame_layout(value)``, a layout update (an axis range and title) applied with each frame.
     """
     import plotly.graph_objects as go
 
     start = values[0] if start is None else start
-    frames = [go.Frame(data=traces(v), name=_fmt(v)) for v in values]
+    frames = [go.Frame(data=traces(v), name=_fmt(v), layout=frame_layout(v) if frame_layout else None) for v in values]
     steps = [
         dict(
             method="animate",
@@ -93,6 +95,8 @@ def slider_figure(
         ],
         template="plotly_white",
     )
+    if frame_layout:
+        fig.update_layout(frame_layout(start))
     return fig
 
 
@@ -108,8 +112,9 @@ def interactive(
     """One figure, two forms: a kernel-free plotly slider (default) or a live ipywidgets slider.
 
     ``div_id`` fixes the HTML element's id (default: derived from ``label``), which keeps the stored
-    output identical from run to run. With ``live=True``, the slider spans ``min(values)..max(values)``
-    continuously and calls ``traces`` on every move.
+    output identical from run to run. With ``live=True``, a slider over numbers spans
+    ``min(values)..max(values)`` continuously, a slider over names steps through them, and every move calls
+    ``traces``.
     """
     from IPython.display import HTML
 
@@ -117,7 +122,6 @@ def interactive(
         import ipywidgets as widgets
         import plotly.graph_objects as go
 
-        lo, hi = min(values), max(values)
         base = slider_figure(traces, values, label, **layout)  # FigureWidget takes no frames or sliders
         fig = go.FigureWidget(data=base.data, layout=base.layout.update(sliders=[]))
 
@@ -125,10 +129,15 @@ def interactive(
             with fig.batch_update():
                 for trace, new in zip(fig.data, traces(change["new"])):
                     trace.update(new)
+                if layout.get("frame_layout"):
+                    fig.update_layout(layout["frame_layout"](change["new"]))
 
-        slider = widgets.FloatSlider(
-            value=layout.get("start") or values[0], min=lo, max=hi, step=(hi - lo) / 200, description=label
-        )
+        start = values[0] if layout.get("start") is None else layout["start"]
+        if all(isinstance(v, (int, float)) for v in values):
+            lo, hi = min(values), max(values)
+            slider = widgets.FloatSlider(value=start, min=lo, max=hi, step=(hi - lo) / 200, description=label)
+        else:  # named choices (a metric, a run): step through them
+            slider = widgets.SelectionSlider(options=list(values), value=start, description=label)
         slider.observe(redraw, names="value")
         return widgets.VBox([slider, fig])
     import plotly.io as pio

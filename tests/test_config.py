@@ -37,6 +37,12 @@ INVALID = {
         eval_problems=0,
         checkpoint_every=0,
         seed=-1,
+        partial_rollouts=1,
+        segment_tokens=0,
+        mask_stale_segments="no",
+        repeat_times=-1,
+        repeat_block=1,
+        repeat_penalty=-0.5,
     ),
 }
 

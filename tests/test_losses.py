@@ -104,3 +104,25 @@ def test_shape_errors_name_the_arguments():
         omd_loss(logprobs, old, mask[:, :2], rewards, K, tau=1.0)
     with pytest.raises(ValueError, match="tau"):
         omd_loss(logprobs, old, mask, rewards, K, tau=0.0)
+
+
+def test_omd_exercise_check_accepts_the_package_and_rejects_near_misses():
+    from kimi_mini.exercises import check_omd_loss
+
+    assert check_omd_loss(omd_loss).startswith("All 100")
+
+    def unmasked(logprobs, old, mask, rewards, k, tau):  # forgets the padding mask
+        rho = (logprobs - old).sum(-1)
+        return ((rewards - group_baseline(rewards, k) - tau * rho) ** 2 / (2 * tau)).mean()
+
+    def global_baseline(logprobs, old, mask, rewards, k, tau):  # the batch mean instead of the group mean
+        rho = ((logprobs - old) * mask).sum(-1)
+        return ((rewards - rewards.mean() - tau * rho) ** 2 / (2 * tau)).mean()
+
+    def token_mean(logprobs, old, mask, rewards, k, tau):  # a per-token mean log-ratio, not the sequence sum
+        rho = ((logprobs - old) * mask).sum(-1) / mask.sum(-1)
+        return ((rewards - group_baseline(rewards, k) - tau * rho) ** 2 / (2 * tau)).mean()
+
+    for wrong in (unmasked, global_baseline, token_mean):
+        with pytest.raises(AssertionError):
+            check_omd_loss(wrong)

@@ -155,3 +155,28 @@ def test_length_buckets_give_the_same_logprobs_and_gradients(tokenizer, tiny_pol
     assert torch.allclose(lp.detach(), base, atol=1e-5)
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(*grads))
     assert padded_slots(r, buckets) <= padded_slots(r, 1)
+
+
+def test_per_row_budgets_stop_each_row_at_its_own_length(tokenizer, tiny_policy):
+    budgets = [3, 7, 1, 12, 5, 9]
+    r = sample(tiny_policy.eval(), tokenizer, PROMPTS, group_size=2, max_new_tokens=budgets, seed=4)
+    for n, budget, reason in zip(r.lengths.tolist(), budgets, r.finish_reason):
+        assert n <= budget and (reason == "eos" or n == budget)
+    with pytest.raises(ValueError, match="budgets"):
+        sample(tiny_policy, tokenizer, PROMPTS, group_size=2, max_new_tokens=[3, 4])
+
+
+@pytest.mark.parametrize("cut", [1, 9, 20])
+def test_continuing_a_prefix_gives_the_rest_of_the_response(tokenizer, tiny_policy, cut):
+    """Greedy decoding from prompt + the first `cut` response tokens reproduces the rest of the greedy
+    response and its log-probs: a continued row sees exactly what an uninterrupted one saw."""
+    policy = tiny_policy.eval()
+    whole = sample(policy, tokenizer, PROMPTS, max_new_tokens=30, temperature=0)
+    prefixes = [whole.response_ids[i, :cut].tolist() for i in range(len(PROMPTS))]
+    rest = sample(policy, tokenizer, PROMPTS, max_new_tokens=30 - cut, temperature=0, prefixes=prefixes)
+    for i in range(len(PROMPTS)):
+        n = int(whole.lengths[i])
+        assert rest.response_ids[i, : n - cut].tolist() == whole.response_ids[i, cut:n].tolist()
+        assert torch.allclose(rest.logprobs[i, : n - cut], whole.logprobs[i, cut:n], atol=1e-5)
+    with pytest.raises(ValueError, match="prefixes"):
+        sample(policy, tokenizer, PROMPTS, group_size=2, prefixes=prefixes)

@@ -46,6 +46,17 @@ def test_live_form_is_a_widget_that_redraws():
     assert list(fig.data[0].y) == [0.3, 0.7]
 
 
+def test_live_form_steps_through_named_values():
+    import ipywidgets
+
+    heights = {"low": 0.25, "high": 0.75}
+    box = viz.interactive(lambda name: bars(heights[name]), list(heights), "level", live=True)
+    slider, fig = box.children
+    assert isinstance(slider, ipywidgets.SelectionSlider) and slider.value == "low"
+    slider.value = "high"
+    assert list(fig.data[0].y) == [0.75, 0.25]
+
+
 def test_simplex_coordinates():
     import numpy as np
 
@@ -60,3 +71,15 @@ def test_show_source_displays_the_function(monkeypatch):
     monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj.data))
     viz.show_source(viz.simplex_xy)
     assert shown[0].startswith("```python\ndef simplex_xy(") and shown[0].endswith("```")
+
+
+def test_frame_layout_goes_with_each_frame_and_the_live_slider():
+    def layout_of(T):
+        return dict(yaxis=dict(range=[0, T], title=dict(text=f"up to {T}")))
+
+    fig = viz.slider_figure(bars, [0.5, 2.0], "T", start=2.0, frame_layout=layout_of)
+    assert [tuple(f.layout.yaxis.range) for f in fig.frames] == [(0, 0.5), (0, 2.0)]
+    assert tuple(fig.layout.yaxis.range) == (0, 2.0)
+    slider, live = viz.interactive(bars, [0.5, 2.0], "T", live=True, frame_layout=layout_of).children
+    slider.value = 1.0
+    assert tuple(live.layout.yaxis.range) == (0, 1.0)

@@ -90,6 +90,17 @@ async function checkFigures(page, problems) {
     await page.waitForTimeout(400);
     const after = await drawn();
     if (before === after) problems.push(`figure ${id}: moving the slider did not change the drawing`);
+    // Every slider position must show its data: some point of some trace inside the axes' ranges.
+    for (let step = 0; step < steps; step++) {
+      const visible = await page.evaluate(async ([id, step]) => {
+        const gd = document.getElementById(id);
+        await Plotly.animate(gd, [gd.layout.sliders[0].steps[step].args[0][0]], { mode: "immediate", frame: { duration: 0, redraw: true }, transition: { duration: 0 } });
+        const [x0, x1] = gd._fullLayout.xaxis.range, [y0, y1] = gd._fullLayout.yaxis.range;
+        const inside = (v, a, b) => typeof v === "number" && v >= Math.min(a, b) && v <= Math.max(a, b);
+        return gd.data.some((t) => (t.y || []).some((y, j) => inside(y, y0, y1) && (typeof (t.x || [])[j] !== "number" || inside(t.x[j], x0, x1))));
+      }, [id, step]);
+      if (!visible) problems.push(`figure ${id}: slider step ${step} shows no data inside the axes`);
+    }
   }
   return n;
 }
