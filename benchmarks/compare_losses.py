@@ -38,9 +38,11 @@ def comparison_config(loss: str, seed: int, iterations: int, **overrides) -> RLC
     )
 
 
-def run_one(loss: str, seed: int, iterations: int, overrides: dict | None = None) -> dict:
+def run_one(
+    loss: str, seed: int, iterations: int, overrides: dict | None = None, policy_dir: str | None = None
+) -> dict:
     set_threads(1)
-    policy, tokenizer = load_warmup_policy()
+    policy, tokenizer = load_warmup_policy("cpu", policy_dir) if policy_dir else load_warmup_policy()
     cfg = comparison_config(loss, seed, iterations, **(overrides or {}))
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as run_dir:

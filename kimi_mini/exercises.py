@@ -184,3 +184,22 @@ def check_find_repeat(fn: Callable, n: int = 300, seed: int = 0) -> str:
             f"fn({ids}, start={start}, block={block}, times={times}) returned {got}, expected {expected}"
         )
     return f"All {n} checks passed."
+
+
+def check_line_fit(fn: Callable, n: int = 50, seed: int = 0) -> str:
+    """Chapter 5: ``fn(lengths, accuracies)`` must return the least-squares ``(slope, intercept)``.
+
+    Compared with ``numpy.polyfit(lengths, accuracies, 1)`` to 1e-8 on random data, including lengths in
+    the hundreds and a handful of points."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        x = rng.uniform(10, 500, size=int(rng.integers(3, 30)))
+        y = 0.3 + 0.001 * x + rng.normal(0, 0.05, size=x.size)
+        expected = np.polyfit(x, y, 1)
+        got = np.asarray(fn(list(x), list(y)), dtype=float)
+        assert got.shape == (2,) and np.allclose(got, expected, atol=1e-8, rtol=1e-6), (
+            f"{x.size} points: got slope, intercept {got}, expected {expected}"
+        )
+    return f"All {n} checks passed."

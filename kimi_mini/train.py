@@ -15,7 +15,8 @@ Metrics (one JSON line per iteration in ``metrics.jsonl``): ``reward`` (mean tra
 ``response_tokens`` (mean length), ``truncated`` (share cut at max_new_tokens), ``kl_prev`` (KL(pi_i ||
 pi_{i+1}) per response, estimated on the samples with the non-negative k3 estimator), ``entropy`` (mean -log pi_i per response token, an entropy estimate),
 ``loss``, ``rollout_seconds``, ``train_seconds``, ``tokens_per_second`` and, every ``eval_every``
-iterations, ``eval_accuracy`` on held-out problems.
+iterations, ``eval_accuracy`` on held-out problems, with length, answer-token share and both per
+difficulty (:func:`heldout_metrics`).
 
 Introduced in {ref}`ch4-loop`.
 """
@@ -38,7 +39,16 @@ from .partial import ReplayBuffer, assemble, partial_rollout_step
 from .rollout import rollout_rewards, sample, token_logprobs
 from .tasks import make_problems, prompt_text
 
-__all__ = ["RLConfig", "train_rl", "update_policy", "evaluate_heldout", "kl_k3", "load_checkpoint", "LOSSES"]
+__all__ = [
+    "RLConfig",
+    "train_rl",
+    "update_policy",
+    "evaluate_heldout",
+    "heldout_metrics",
+    "kl_k3",
+    "load_checkpoint",
+    "LOSSES",
+]
 
 
 def _policy_loss(cfg: RLConfig, logprobs, old_logprobs, mask, rewards) -> torch.Tensor:
@@ -122,15 +132,45 @@ def load_checkpoint(run_dir: str | Path, policy) -> dict | None:
     return meta
 
 
-def evaluate_heldout(policy, tokenizer, cfg: RLConfig, task_cfg=None) -> float:
-    """Accuracy of one sample (at cfg.temperature) on each of cfg.eval_problems held-out problems: the
-    same problems for every run with the same seed, never trained on."""
+def heldout_metrics(policy, tokenizer, cfg: RLConfig, task_cfg=None) -> dict:
+    """One sample (at cfg.temperature, up to cfg.max_new_tokens) on each of cfg.eval_problems held-out
+    problems, the same for every run with the same seed and never trained on. Returns ``eval_accuracy``,
+    ``eval_tokens`` (mean response length), ``eval_answer_share`` (share of the tokens spent on the final
+    ``answer`` line, the rest being reasoning) and both per difficulty (``eval_accuracy_hard``, ...)."""
     task_cfg = task_cfg or TaskConfig()
     problems = make_problems(cfg.eval_problems, seed=10_000_019 + cfg.seed, cfg=task_cfg)  # a seed never trained on
     rollouts = sample(
         policy, tokenizer, [prompt_text(p) for p in problems], 1, cfg.max_new_tokens, cfg.temperature, seed=cfg.seed
     )
-    return float(rollout_rewards(problems, rollouts).mean())
+    correct = rollout_rewards(problems, rollouts)  # (N,)
+    lengths = rollouts.lengths.float().cpu()  # (N,)
+    answer = torch.tensor(
+        [_answer_tokens(tokenizer, text, reason) for text, reason in zip(rollouts.texts, rollouts.finish_reason)]
+    )
+    out = dict(
+        eval_accuracy=float(correct.mean()),
+        eval_tokens=float(lengths.mean()),
+        eval_answer_share=float(answer.sum() / lengths.sum().clamp(min=1)),
+    )
+    for level in ("easy", "mid", "hard"):
+        rows = torch.tensor([p.difficulty == level for p in problems])
+        if rows.any():
+            out[f"eval_accuracy_{level}"] = float(correct[rows].mean())
+            out[f"eval_tokens_{level}"] = float(lengths[rows].mean())
+    return out
+
+
+def _answer_tokens(tokenizer, text: str, finish_reason: str) -> int:
+    """Tokens of the final ``answer ...`` line (and the end-of-sequence token); 0 if there is none."""
+    lines = text.split("\n")
+    if not lines[-1].startswith("answer"):
+        return 0
+    return len(tokenizer(lines[-1], add_special_tokens=False)["input_ids"]) + (finish_reason == "eos")
+
+
+def evaluate_heldout(policy, tokenizer, cfg: RLConfig, task_cfg=None) -> float:
+    """Held-out accuracy: ``heldout_metrics(...)["eval_accuracy"]``."""
+    return heldout_metrics(policy, tokenizer, cfg, task_cfg)["eval_accuracy"]
 
 
 def _rollouts_plain(policy, tokenizer, cfg: RLConfig, iteration: int, task_cfg):
@@ -235,7 +275,7 @@ def train_rl(
     for iteration in bar:
         row = _one_iteration(policy, tokenizer, cfg, iteration, task_cfg, buffer)
         if (iteration + 1) % cfg.eval_every == 0 or iteration + 1 == cfg.iterations:
-            row["eval_accuracy"] = evaluate_heldout(policy, tokenizer, cfg, task_cfg)
+            row.update(heldout_metrics(policy, tokenizer, cfg, task_cfg))
         history.append(row)
         if "reward" in row:
             bar.set_postfix(reward=f"{row['reward']:.2f}", tokens=f"{row['response_tokens']:.0f}")

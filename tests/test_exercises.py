@@ -62,3 +62,13 @@ def test_sequence_logprob_check(tiny_policy, tokenizer):
         check_sequence_logprob(lambda m, t, p, ids: _chain_rule(m, t, p, ids[:-1]), policy, tokenizer, n=3)
     with pytest.raises(AssertionError):  # an average, not a sum
         check_sequence_logprob(lambda m, t, p, ids: _chain_rule(m, t, p, ids) / len(ids), policy, tokenizer, n=3)
+
+
+def test_line_fit_check():
+    import numpy as np
+
+    from kimi_mini.exercises import check_line_fit
+
+    assert check_line_fit(lambda x, y: tuple(np.polyfit(x, y, 1))).startswith("All 50")
+    with pytest.raises(AssertionError):  # through the origin
+        check_line_fit(lambda x, y: (float(np.dot(x, y) / np.dot(x, x)), 0.0))

@@ -134,3 +134,17 @@ def test_kl_estimate_is_never_negative():
 
     log_ratio = torch.linspace(-5, 5, 101)
     assert (kl_k3(log_ratio) >= 0).all() and kl_k3(torch.zeros(1)).item() == 0.0
+
+
+def test_heldout_metrics_split_by_difficulty_and_count_answer_tokens(tokenizer, tiny_config):
+    from kimi_mini.train import _answer_tokens, heldout_metrics
+
+    assert _answer_tokens(tokenizer, "4*3=12: 12+5=17 vs 17!\nanswer (4*3)+5", "eos") == len("answer (4*3)+5") + 1
+    assert _answer_tokens(tokenizer, "answer (4*3)+5", "length") == len("answer (4*3)+5")
+    assert _answer_tokens(tokenizer, "4*3=12: 12+5=17 vs", "length") == 0
+    policy = fresh_policy(tokenizer, tiny_config).eval()
+    m = heldout_metrics(policy, tokenizer, RLConfig(eval_problems=24, max_new_tokens=16))
+    levels = [key[len("eval_accuracy_") :] for key in m if key.startswith("eval_accuracy_")]
+    assert set(levels) <= {"easy", "mid", "hard"} and len(levels) >= 2
+    assert 0 <= m["eval_answer_share"] <= 1 and 1 <= m["eval_tokens"] <= 16
+    assert all(0 <= m[f"eval_accuracy_{level}"] <= 1 for level in levels)
