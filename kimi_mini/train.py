@@ -269,7 +269,7 @@ def train_rl(
     if meta:
         _check_same_run(meta["config"], asdict(cfg), run_dir)
     history = meta["history"] if meta else []
-    buffer = ReplayBuffer.from_state_dict(meta["buffer"]) if meta else ReplayBuffer()
+    buffer = ReplayBuffer.from_state_dict(meta.get("buffer", {"groups": []})) if meta else ReplayBuffer()
     first = meta["iteration"] + 1 if meta else 0
     bar = tqdm(range(first, cfg.iterations), desc="RL", disable=not progress, initial=first, total=cfg.iterations)
     for iteration in bar:

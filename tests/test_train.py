@@ -148,3 +148,14 @@ def test_heldout_metrics_split_by_difficulty_and_count_answer_tokens(tokenizer, 
     assert set(levels) <= {"easy", "mid", "hard"} and len(levels) >= 2
     assert 0 <= m["eval_answer_share"] <= 1 and 1 <= m["eval_tokens"] <= 16
     assert all(0 <= m[f"eval_accuracy_{level}"] <= 1 for level in levels)
+
+
+def test_a_checkpoint_from_before_partial_rollouts_still_resumes(tmp_path, tokenizer, tiny_config):
+    train_rl(fresh_policy(tokenizer, tiny_config), tokenizer, RLConfig(iterations=1, **SMALL), tmp_path, progress=False)
+    meta = json.loads((tmp_path / "checkpoint.json").read_text())
+    del meta["buffer"]  # the format of the first trainer
+    (tmp_path / "checkpoint.json").write_text(json.dumps(meta))
+    history = train_rl(
+        fresh_policy(tokenizer, tiny_config), tokenizer, RLConfig(iterations=2, **SMALL), tmp_path, progress=False
+    )
+    assert [row["iteration"] for row in history] == [0, 1]
