@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .rollout import Rollouts, sample
+from .rollout import Rollouts, response_text, sample
 from .tasks import Problem, make_problems, prompt_text
 
 __all__ = ["Segment", "Trajectory", "Group", "ReplayBuffer", "find_repeat", "partial_rollout_step", "assemble"]
@@ -120,11 +120,6 @@ def find_repeat(ids: list[int], start: int, block: int, times: int) -> int | Non
     return None
 
 
-def _problem_of(prompts_per_iteration: int, seed: int, n: int, task_cfg) -> list[Problem]:
-    # The first n problems of the iteration's draw: with an empty buffer, exactly plain rollouts' problems.
-    return make_problems(prompts_per_iteration, seed=seed, cfg=task_cfg)[:n]
-
-
 def partial_rollout_step(
     policy, tokenizer, buffer: ReplayBuffer, cfg, iteration: int, seed: int, task_cfg, compact_every: float = 0.125
 ) -> dict:
@@ -136,7 +131,8 @@ def partial_rollout_step(
     carried = buffer.unfinished()
     n_new = max(0, (capacity - len(carried)) // k)
     stats = dict(carried_rows=len(carried), new_groups=n_new, generated_tokens=0, seconds=0.0, steps=0, row_steps=0)
-    problems = _problem_of(cfg.prompts_per_iteration, seed, n_new, task_cfg)
+    # The first n_new problems of the iteration's draw: with an empty buffer, exactly plain rollouts' problems.
+    problems = make_problems(cfg.prompts_per_iteration, seed=seed, cfg=task_cfg)[:n_new]
     groups = [Group(p, iteration, [Trajectory() for _ in range(k)]) for p in problems]
     calls = []
     if carried:  # continued rows: prompt + prefix re-encoded with the current weights, then decoding goes on
@@ -214,7 +210,7 @@ def assemble(groups: list[Group], tokenizer, iteration: int, temperature: float,
         logprobs[i, :n] = torch.tensor([lp for s in t.segments for lp in s.logprobs])
         sampled_in[i, :n] = torch.tensor([s.iteration for s in t.segments for _ in s.ids])
     mask = sampled_in >= 0  # (B, T)
-    texts = [tokenizer.decode(t.ids[: len(t) - (t.finish_reason == "eos")], skip_special_tokens=True) for t in trajs]
+    texts = [response_text(tokenizer, t.ids, t.finish_reason) for t in trajs]
     return Rollouts(
         prompts,
         k,

@@ -31,7 +31,16 @@ from transformers import DynamicCache
 
 from .tasks import Problem, reward
 
-__all__ = ["Rollouts", "sample", "token_logprobs", "padded_slots", "rollout_rewards", "pass_at_k", "FINISH_REASONS"]
+__all__ = [
+    "Rollouts",
+    "sample",
+    "response_text",
+    "token_logprobs",
+    "padded_slots",
+    "rollout_rewards",
+    "pass_at_k",
+    "FINISH_REASONS",
+]
 
 FINISH_REASONS = ("eos", "length", "repeat")
 
@@ -210,8 +219,7 @@ def sample(
     response_ids, logprobs = response_ids[:, :T], logprobs[:, :T] * mask
     reasons = ["eos" if f else "length" for f in hit_eos.tolist()]
     texts = [
-        tokenizer.decode(ids[: n - (r == "eos")], skip_special_tokens=True)
-        for ids, n, r in zip(response_ids.tolist(), lengths.tolist(), reasons)
+        response_text(tokenizer, ids[:n], r) for ids, n, r in zip(response_ids.tolist(), lengths.tolist(), reasons)
     ]
     stats["tokens"] = int(lengths.sum())
     stats["seconds"] = time.perf_counter() - start
@@ -231,14 +239,14 @@ def sample(
 
 
 def _encode_with_prefixes(tokenizer, prompts: list[str], prefixes: list[list[int]]):
-    """Prompt ids followed by prefix ids, left-padded into ``input_ids`` and ``attention_mask`` (N, P)."""
-    from transformers import BatchEncoding
-
+    """Prompt ids followed by prefix ids, left-padded by the tokenizer: ``input_ids``, ``attention_mask`` (N, P)."""
     rows = [ids + list(prefix) for ids, prefix in zip(tokenizer(prompts)["input_ids"], prefixes)]
-    width = max(len(r) for r in rows)
-    input_ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(r)) + r for r in rows])  # (N, P)
-    attention_mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])  # (N, P)
-    return BatchEncoding(dict(input_ids=input_ids, attention_mask=attention_mask))
+    return tokenizer.pad({"input_ids": rows}, return_tensors="pt")
+
+
+def response_text(tokenizer, ids: list[int], finish_reason: str) -> str:
+    """The text of a response's token ids, without its end-of-sequence token."""
+    return tokenizer.decode(ids[: len(ids) - (finish_reason == "eos")], skip_special_tokens=True)
 
 
 def _bucket_logprobs(policy, rollouts: Rollouts, rows: torch.Tensor, temperature: float) -> torch.Tensor:
