@@ -168,6 +168,7 @@ class SampleConfig(_Validated):
 
 
 LOSSES = ("omd", "reinforce", "grpo", "rest")
+SAMPLERS = ("fresh", "uniform", "curriculum", "prioritized")
 
 
 @dataclass
@@ -205,12 +206,50 @@ class RLConfig(_Validated):
     )
     repeat_block: int = option(64, "Longest block (tokens) repeat detection looks for.", lo=2, hi=4096)
     repeat_penalty: float = option(0.0, "Reward subtracted from a trajectory stopped for repeating.", lo=0.0, hi=10.0)
+    length_penalty: float = option(
+        0.0, "Weight of k1.5's per-group length reward added to the verifier's (chapter 7); 0: off.", lo=0.0, hi=100.0
+    )
+    length_penalty_warmup: int = option(
+        0, "Iterations of plain RL before the length reward starts.", lo=0, hi=1_000_000
+    )
+    overlong_buffer: int = option(
+        0, "DAPO's soft overlong punishment over the last this many tokens of the budget; 0: off.", lo=0, hi=131072
+    )
+    sampling: str = option(
+        "fresh",
+        "Problems per iteration: fresh ones, or from a fixed pool: uniform, curriculum or prioritized (chapter 8).",
+        choices=SAMPLERS,
+    )
+    pool_size: int = option(512, "With a pool sampler: training problems in the pool.", lo=1, hi=10_000_000)
+    curriculum_switch: int = option(
+        8, "Curriculum: iterations on every problem before training on hard ones only.", lo=0, hi=1_000_000
+    )
+    guess_filter: bool = option(
+        False,
+        "With a pool sampler: drop problems the starting policy answers right without reasoning in 8 tries.",
+        choices=(False, True),
+    )
 
     def _check_combinations(self) -> None:
         if self.repeat_times == 1:
             raise ValueError(
                 "RLConfig.repeat_times = 1 is invalid: it must be 0 (no repeat detection) or at least 2 "
                 "(a block must occur twice in a row to be a repeat)."
+            )
+        if self.sampling != "fresh" and self.partial_rollouts:
+            raise ValueError(
+                f"RLConfig.sampling = {self.sampling!r} is invalid with partial_rollouts = True: pool samplers "
+                "work with plain rollouts only; use sampling = 'fresh' or partial_rollouts = False."
+            )
+        if self.sampling != "fresh" and self.pool_size < self.prompts_per_iteration:
+            raise ValueError(
+                f"RLConfig.pool_size = {self.pool_size} is invalid: it must be at least prompts_per_iteration = "
+                f"{self.prompts_per_iteration}."
+            )
+        if self.overlong_buffer > self.max_new_tokens:
+            raise ValueError(
+                f"RLConfig.overlong_buffer = {self.overlong_buffer} is invalid: it must be at most "
+                f"max_new_tokens = {self.max_new_tokens}."
             )
 
 

@@ -17,6 +17,9 @@ __all__ = [
     "check_kl_optimum",
     "check_omd_loss",
     "check_find_repeat",
+    "check_line_fit",
+    "check_length_penalty",
+    "check_prioritized_weights",
 ]
 
 
@@ -201,5 +204,51 @@ def check_line_fit(fn: Callable, n: int = 50, seed: int = 0) -> str:
         got = np.asarray(fn(list(x), list(y)), dtype=float)
         assert got.shape == (2,) and np.allclose(got, expected, atol=1e-8, rtol=1e-6), (
             f"{x.size} points: got slope, intercept {got}, expected {expected}"
+        )
+    return f"All {n} checks passed."
+
+
+def check_length_penalty(fn: Callable, n: int = 200, seed: int = 0) -> str:
+    """Chapter 7: ``fn(lengths, correct, group_size)`` (lists) must return k1.5's per-group length reward,
+    what :func:`kimi_mini.rewards.length_penalty` returns, to 1e-6. Random batches, including groups of
+    equal lengths, groups of one, all-wrong groups, and batch-wide min/max mistakes that these catch."""
+    import torch
+
+    from .rewards import length_penalty
+
+    rng = random.Random(seed)
+    for i in range(n):
+        k, groups = rng.randrange(1, 9), rng.randrange(1, 5)
+        lengths = [rng.randrange(1, 60) for _ in range(k * groups)]
+        if i % 7 == 0:  # one group with all lengths equal
+            lengths[:k] = [lengths[0]] * k
+        correct = [int(rng.random() < (0.0 if i % 11 == 0 else 0.6)) for _ in lengths]
+        expected = length_penalty(torch.tensor(lengths), torch.tensor(correct), k).tolist()
+        got = [float(v) for v in fn(list(lengths), list(correct), k)]
+        assert len(got) == len(expected) and all(abs(a - b) < 1e-6 for a, b in zip(got, expected)), (
+            f"fn({lengths}, {correct}, group_size={k}) returned {got}, expected {expected}"
+        )
+    return f"All {n} checks passed."
+
+
+def check_prioritized_weights(fn: Callable, n: int = 200, seed: int = 0) -> str:
+    """Chapter 8: ``fn(successes, attempts, active)`` (lists) must return the prioritized sampler's
+    unnormalised weights, what :func:`kimi_mini.sampling.sampling_weights` gives: 1 - s_i for active
+    problems, s_i = successes / attempts (0 for a problem never drawn), and 0 for inactive ones."""
+    import torch
+
+    from .sampling import ProblemPool, sampling_weights
+
+    rng = random.Random(seed)
+    for _ in range(n):
+        size = rng.randrange(1, 12)
+        attempts = [rng.choice([0, 8, 16, 24]) for _ in range(size)]
+        successes = [rng.randrange(a + 1) for a in attempts]
+        active = [rng.random() < 0.8 for _ in range(size)]
+        pool = ProblemPool([Problem((1, 1, 1), 2)] * size, list(successes), list(attempts), list(active))
+        expected = sampling_weights(pool, "prioritized", 0, 0)
+        got = torch.tensor([float(v) for v in fn(list(successes), list(attempts), list(active))], dtype=torch.float64)
+        assert got.shape == expected.shape and torch.allclose(got, expected, atol=1e-9), (
+            f"fn({successes}, {attempts}, {active}) returned {got.tolist()}, expected {expected.tolist()}"
         )
     return f"All {n} checks passed."

@@ -14,7 +14,8 @@ checkpoint and ends with the metrics of an uninterrupted run.
 Metrics (one JSON line per iteration in ``metrics.jsonl``): ``reward`` (mean training reward),
 ``response_tokens`` (mean length), ``truncated`` (share cut at max_new_tokens), ``kl_prev`` (KL(pi_i ||
 pi_{i+1}) per response, estimated on the samples with the non-negative k3 estimator), ``entropy`` (mean -log pi_i per response token, an entropy estimate),
-``loss``, ``rollout_seconds``, ``train_seconds``, ``tokens_per_second`` and, every ``eval_every``
+``loss``, ``rollout_seconds``, ``train_seconds``, ``tokens_per_second`` (with a length reward configured also
+``accuracy``, the verifier's mean, and ``length_reward``, the mean added for length) and, every ``eval_every``
 iterations, ``eval_accuracy`` on held-out problems, with length, answer-token share and both per
 difficulty (:func:`heldout_metrics`).
 
@@ -36,8 +37,10 @@ from tqdm.auto import tqdm
 from . import losses
 from .config import LOSSES, RLConfig, TaskConfig
 from .partial import ReplayBuffer, assemble, partial_rollout_step
+from .rewards import length_penalty, overlong_punishment, penalty_weight
 from .rollout import rollout_rewards, sample, token_logprobs
-from .tasks import make_problems, prompt_text
+from .sampling import ProblemPool, draw, guessable
+from .tasks import DIFFICULTIES, make_problems, prompt_text
 
 __all__ = [
     "RLConfig",
@@ -46,6 +49,7 @@ __all__ = [
     "evaluate_heldout",
     "heldout_metrics",
     "kl_k3",
+    "length_rewards",
     "load_checkpoint",
     "LOSSES",
 ]
@@ -92,6 +96,19 @@ def update_policy(policy, rollouts, rewards, cfg: RLConfig, iteration: int = 0, 
     return loss.detach()
 
 
+def length_rewards(lengths: torch.Tensor, correct: torch.Tensor, cfg: RLConfig, iteration: int) -> torch.Tensor:
+    """(B,) what the config adds to the verifier's rewards for length at ``iteration``: k1.5's per-group
+    length reward times its weight (0 during the warm-up, report 2.3.3), plus DAPO's soft overlong
+    punishment if ``overlong_buffer`` is set. Rows are in contiguous groups of ``cfg.group_size``."""
+    out = torch.zeros(len(lengths), device=lengths.device)
+    weight = penalty_weight(cfg.length_penalty, cfg.length_penalty_warmup, iteration)
+    if weight > 0:
+        out = out + weight * length_penalty(lengths, correct, cfg.group_size)
+    if cfg.overlong_buffer > 0:
+        out = out + overlong_punishment(lengths, cfg.max_new_tokens, cfg.overlong_buffer)
+    return out
+
+
 def _iteration_seed(cfg: RLConfig, iteration: int) -> int:
     return cfg.seed * 1_000_003 + iteration
 
@@ -103,14 +120,23 @@ def _write_atomically(path: Path, write) -> None:
 
 
 def save_checkpoint(
-    run_dir: Path, policy, iteration: int, history: list[dict], cfg: RLConfig, buffer: ReplayBuffer | None = None
+    run_dir: Path,
+    policy,
+    iteration: int,
+    history: list[dict],
+    cfg: RLConfig,
+    buffer: ReplayBuffer | None = None,
+    pool: ProblemPool | None = None,
 ) -> None:
     """Weights (safetensors) then state (JSON), each written atomically; the state names the weights and
-    holds the replay buffer of partial rollouts (unfinished trajectories are work too)."""
+    holds the replay buffer of partial rollouts (unfinished trajectories are work too) and the problem
+    pool's success counts (chapter 8)."""
     weights = run_dir / f"policy-{iteration:06d}.safetensors"
     _write_atomically(weights, lambda p: save_model(policy, str(p)))  # handles the tied embeddings
     meta = dict(iteration=iteration, weights=weights.name, history=history, config=asdict(cfg))
     meta["buffer"] = (buffer or ReplayBuffer()).state_dict()
+    if pool is not None:
+        meta["pool"] = pool.state_dict()
     _write_atomically(run_dir / "checkpoint.json", lambda p: p.write_text(json.dumps(meta)))
     for old in run_dir.glob("policy-*.safetensors"):
         if old.name != weights.name:
@@ -173,9 +199,16 @@ def evaluate_heldout(policy, tokenizer, cfg: RLConfig, task_cfg=None) -> float:
     return heldout_metrics(policy, tokenizer, cfg, task_cfg)["eval_accuracy"]
 
 
-def _rollouts_plain(policy, tokenizer, cfg: RLConfig, iteration: int, task_cfg):
+def _rollouts_plain(policy, tokenizer, cfg: RLConfig, iteration: int, task_cfg, pool: ProblemPool | None):
     seed = _iteration_seed(cfg, iteration)
-    problems = make_problems(cfg.prompts_per_iteration, seed=seed, cfg=task_cfg)
+    extra = {}
+    if pool is None:
+        problems = make_problems(cfg.prompts_per_iteration, seed=seed, cfg=task_cfg)
+    else:
+        indices = draw(pool, cfg.sampling, iteration, cfg.prompts_per_iteration, seed, cfg.curriculum_switch)
+        problems = [pool.problems[i] for i in indices]
+        extra = dict(pool_indices=indices)
+        extra.update({f"sampled_{level}": sum(p.difficulty == level for p in problems) for level in DIFFICULTIES})
     rollouts = sample(
         policy,
         tokenizer,
@@ -185,7 +218,7 @@ def _rollouts_plain(policy, tokenizer, cfg: RLConfig, iteration: int, task_cfg):
         cfg.temperature,
         seed=seed,
     )
-    return problems, rollouts, {}
+    return problems, rollouts, extra
 
 
 def _rollouts_partial(policy, tokenizer, cfg: RLConfig, iteration: int, task_cfg, buffer: ReplayBuffer):
@@ -205,19 +238,27 @@ def _rollouts_partial(policy, tokenizer, cfg: RLConfig, iteration: int, task_cfg
     return [g.problem for g in groups], rollouts, extra
 
 
-def _one_iteration(policy, tokenizer, cfg: RLConfig, iteration: int, task_cfg, buffer: ReplayBuffer) -> dict:
+def _one_iteration(
+    policy, tokenizer, cfg: RLConfig, iteration: int, task_cfg, buffer: ReplayBuffer, pool: ProblemPool | None
+) -> dict:
     start = time.perf_counter()
     policy.eval()
     if cfg.partial_rollouts:
         problems, rollouts, extra = _rollouts_partial(policy, tokenizer, cfg, iteration, task_cfg, buffer)
     else:
-        problems, rollouts, extra = _rollouts_plain(policy, tokenizer, cfg, iteration, task_cfg)
+        problems, rollouts, extra = _rollouts_plain(policy, tokenizer, cfg, iteration, task_cfg, pool)
     rollout_seconds = time.perf_counter() - start
     if rollouts is None:  # partial rollouts: no group finished this iteration, nothing to learn from
         return dict(iteration=iteration, rollout_seconds=rollout_seconds, train_seconds=0.0, **extra)
-    rewards = rollout_rewards(problems, rollouts).to(rollouts.mask.device)  # (B,)
-    repeated = torch.tensor([r == "repeat" for r in rollouts.finish_reason], device=rewards.device)
-    rewards = rewards - cfg.repeat_penalty * repeated.float()
+    correct = rollout_rewards(problems, rollouts).to(rollouts.mask.device)  # (B,) the verifier's 0/1
+    repeated = torch.tensor([r == "repeat" for r in rollouts.finish_reason], device=correct.device)
+    rewards = correct - cfg.repeat_penalty * repeated.float()
+    if pool is not None:
+        pool.record(extra.pop("pool_indices"), correct.cpu(), cfg.group_size)
+    if cfg.length_penalty > 0 or cfg.overlong_buffer > 0:
+        length_reward = length_rewards(rollouts.lengths.to(correct.device), correct, cfg, iteration)  # (B,)
+        rewards = rewards + length_reward
+        extra.update(accuracy=float(correct.mean()), length_reward=float(length_reward.mean()))
     old_logprobs = rollouts.logprobs  # (B, T): the sampling policy's, frozen
     start = time.perf_counter()
     loss = update_policy(policy, rollouts, rewards, cfg, iteration)
@@ -247,10 +288,23 @@ _MAY_CHANGE_ON_RESUME = {"iterations", "eval_every", "eval_problems", "checkpoin
 
 def _check_same_run(saved: dict, now: dict, run_dir: Path) -> None:
     """Resuming with other settings would splice two different runs; only the schedule may change."""
+    saved = {**asdict(RLConfig()), **saved}  # settings added since the checkpoint was written had their defaults
     changed = {key for key in saved.keys() | now.keys() if saved.get(key) != now.get(key)} - _MAY_CHANGE_ON_RESUME
     if changed:
         diffs = ", ".join(f"{key} = {saved.get(key)!r} there, {now.get(key)!r} here" for key in sorted(changed))
         raise ValueError(f"{run_dir} holds a run with other settings ({diffs}); use another directory or resume=False")
+
+
+def _problem_pool(policy, tokenizer, cfg: RLConfig, task_cfg, meta: dict | None) -> ProblemPool | None:
+    """The training pool of a pool sampler: its counts from the checkpoint, or new (and filtered)."""
+    if cfg.sampling == "fresh":
+        return None
+    pool = ProblemPool.build(cfg.pool_size, cfg.seed, task_cfg)
+    if meta and "pool" in meta:
+        pool.load_state_dict(meta["pool"])
+    elif cfg.guess_filter:
+        pool.active = [not hit for hit in guessable(policy, tokenizer, pool.problems, seed=cfg.seed)]
+    return pool
 
 
 def train_rl(
@@ -271,16 +325,17 @@ def train_rl(
     history = meta["history"] if meta else []
     buffer = ReplayBuffer.from_state_dict(meta.get("buffer", {"groups": []})) if meta else ReplayBuffer()
     first = meta["iteration"] + 1 if meta else 0
+    pool = _problem_pool(policy, tokenizer, cfg, task_cfg, meta)
     bar = tqdm(range(first, cfg.iterations), desc="RL", disable=not progress, initial=first, total=cfg.iterations)
     for iteration in bar:
-        row = _one_iteration(policy, tokenizer, cfg, iteration, task_cfg, buffer)
+        row = _one_iteration(policy, tokenizer, cfg, iteration, task_cfg, buffer, pool)
         if (iteration + 1) % cfg.eval_every == 0 or iteration + 1 == cfg.iterations:
             row.update(heldout_metrics(policy, tokenizer, cfg, task_cfg))
         history.append(row)
         if "reward" in row:
             bar.set_postfix(reward=f"{row['reward']:.2f}", tokens=f"{row['response_tokens']:.0f}")
         if (iteration + 1) % cfg.checkpoint_every == 0 or iteration + 1 == cfg.iterations:
-            save_checkpoint(run_dir, policy, iteration, history, cfg, buffer)
+            save_checkpoint(run_dir, policy, iteration, history, cfg, buffer, pool)
             _write_atomically(
                 run_dir / "metrics.jsonl", lambda p: p.write_text("".join(json.dumps(r) + "\n" for r in history))
             )

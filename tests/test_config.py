@@ -43,6 +43,13 @@ INVALID = {
         repeat_times=-1,
         repeat_block=1,
         repeat_penalty=-0.5,
+        length_penalty=-1.0,
+        length_penalty_warmup=-1,
+        overlong_buffer=-1,
+        sampling="hard-first",
+        pool_size=0,
+        curriculum_switch=-1,
+        guess_filter="yes",
     ),
 }
 

@@ -72,3 +72,37 @@ def test_line_fit_check():
     assert check_line_fit(lambda x, y: tuple(np.polyfit(x, y, 1))).startswith("All 50")
     with pytest.raises(AssertionError):  # through the origin
         check_line_fit(lambda x, y: (float(np.dot(x, y) / np.dot(x, x)), 0.0))
+
+
+def _loop_penalty(lengths, correct, k, batch_wide=False, wrong_gets_lambda=False):
+    out = []
+    for start in range(0, len(lengths), k):
+        group = lengths if batch_wide else lengths[start : start + k]
+        lo, hi = min(group), max(group)
+        for length, right in zip(lengths[start : start + k], correct[start : start + k]):
+            lam = 0.0 if hi == lo else 0.5 - (length - lo) / (hi - lo)
+            out.append(lam if right or wrong_gets_lambda else min(0.0, lam))
+    return out
+
+
+def test_length_penalty_check():
+    from kimi_mini.exercises import check_length_penalty
+
+    assert check_length_penalty(_loop_penalty).startswith("All 200")
+    with pytest.raises(AssertionError):  # open-r1's batch-wide min and max
+        check_length_penalty(lambda x, c, k: _loop_penalty(x, c, k, batch_wide=True))
+    with pytest.raises(AssertionError):  # a wrong answer rewarded for being short
+        check_length_penalty(lambda x, c, k: _loop_penalty(x, c, k, wrong_gets_lambda=True))
+
+
+def test_prioritized_weights_check():
+    from kimi_mini.exercises import check_prioritized_weights
+
+    def right(successes, attempts, active):
+        return [(1 - s / a if a else 1.0) if on else 0.0 for s, a, on in zip(successes, attempts, active)]
+
+    assert check_prioritized_weights(right).startswith("All 200")
+    with pytest.raises(AssertionError):  # a problem never drawn counted as solved
+        check_prioritized_weights(lambda s, a, on: [x if a_ else 0.0 for x, a_ in zip(right(s, a, on), a)])
+    with pytest.raises(AssertionError):  # the filter ignored
+        check_prioritized_weights(lambda s, a, on: right(s, a, [True] * len(on)))

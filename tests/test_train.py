@@ -154,8 +154,27 @@ def test_a_checkpoint_from_before_partial_rollouts_still_resumes(tmp_path, token
     train_rl(fresh_policy(tokenizer, tiny_config), tokenizer, RLConfig(iterations=1, **SMALL), tmp_path, progress=False)
     meta = json.loads((tmp_path / "checkpoint.json").read_text())
     del meta["buffer"]  # the format of the first trainer
+    for key in ("length_penalty", "length_penalty_warmup", "overlong_buffer", "sampling", "pool_size"):  # added later
+        del meta["config"][key]
     (tmp_path / "checkpoint.json").write_text(json.dumps(meta))
     history = train_rl(
         fresh_policy(tokenizer, tiny_config), tokenizer, RLConfig(iterations=2, **SMALL), tmp_path, progress=False
     )
     assert [row["iteration"] for row in history] == [0, 1]
+
+
+def test_the_length_reward_is_added_after_its_warmup(tmp_path, tokenizer, tiny_config):
+    cfg = RLConfig(iterations=3, length_penalty=0.5, length_penalty_warmup=1, **SMALL)
+    history = train_rl(fresh_policy(tokenizer, tiny_config), tokenizer, cfg, tmp_path, progress=False)
+    assert history[0]["length_reward"] == 0.0  # warm-up: plain RL
+    for row in history:
+        assert row["reward"] == pytest.approx(row["accuracy"] + row["length_reward"])
+    assert any(row["length_reward"] != 0.0 for row in history[1:])
+    with pytest.raises(ValueError, match="length_penalty = 0.5 there, 1.0 here"):
+        train_rl(
+            fresh_policy(tokenizer, tiny_config),
+            tokenizer,
+            RLConfig(iterations=4, length_penalty=1.0, length_penalty_warmup=1, **SMALL),
+            tmp_path,
+            progress=False,
+        )
