@@ -125,6 +125,21 @@ def _batches(examples: list, batch_size: int, steps: int, seed: int):
         order = order[batch_size:]
 
 
+def _optimize(policy, batches, steps: int, lr: float, loss_of, progress: bool, desc: str) -> list[float]:
+    """``steps`` AdamW steps, one per batch, of ``loss_of(batch)``; the policy ends in eval mode."""
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=0.0)
+    policy.train()
+    losses = []
+    for chunk in tqdm(batches, total=steps, disable=not progress, desc=desc):
+        loss = loss_of(chunk)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    policy.eval()
+    return losses
+
+
 def fine_tune(
     policy,
     tokenizer,
@@ -141,18 +156,12 @@ def fine_tune(
     device = next(policy.parameters()).device
     encoded = [encode_example(tokenizer, p, r) for p, r in examples]
     mean_tokens = sum(sum(label != IGNORE_INDEX for label in labels) for _, labels in encoded) / len(encoded)
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=0.0)
-    policy.train()
-    losses = []
-    for chunk in tqdm(_batches(encoded, batch_size, steps, seed), total=steps, disable=not progress, desc="SFT"):
+
+    def loss_of(chunk):
         batch = {k: v.to(device) for k, v in collate(chunk, tokenizer.pad_token_id).items()}
-        loss, _ = sft_loss(policy, batch, norm_tokens=len(chunk) * mean_tokens)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    policy.eval()
-    return losses
+        return sft_loss(policy, batch, norm_tokens=len(chunk) * mean_tokens)[0]
+
+    return _optimize(policy, _batches(encoded, batch_size, steps, seed), steps, lr, loss_of, progress, "SFT")
 
 
 def response_logprobs(model, batch: dict) -> torch.Tensor:
@@ -197,20 +206,14 @@ def train_dpo(
         raise ValueError("no preference pairs to train on")
     device = next(policy.parameters()).device
     reference.eval()
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=0.0)
-    policy.train()
-    losses = []
-    for chunk in tqdm(_batches(triples, batch_size, steps, seed), total=steps, disable=not progress, desc="DPO"):
+
+    def loss_of(chunk):
         with torch.no_grad():
             ref_chosen, ref_rejected = _logprob_pairs(reference, tokenizer, chunk, device)
         chosen, rejected = _logprob_pairs(policy, tokenizer, chunk, device)
-        loss = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, beta)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    policy.eval()
-    return losses
+        return dpo_loss(chosen, rejected, ref_chosen, ref_rejected, beta)
+
+    return _optimize(policy, _batches(triples, batch_size, steps, seed), steps, lr, loss_of, progress, "DPO")
 
 
 def long2short_rl_config(cfg: RLConfig, max_new_tokens: int, length_penalty: float = 1.0) -> RLConfig:
