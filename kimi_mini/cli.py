@@ -1,4 +1,4 @@
-"""The ``kimi-mini`` command line: ``kimi-mini info | warmup | evaluate | train``.
+"""The ``kimi-mini`` command line: ``kimi-mini info | warmup | evaluate | train | plot``.
 
 Every subcommand calls the same functions the chapters call.
 """
@@ -53,7 +53,10 @@ def _cmd_train(args) -> None:
     from .train import train_rl
     from .warmup import WARMUP_DIR, load_warmup_policy
 
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(RLConfig) if getattr(args, f.name) is not None}
+    given = _config_file(args.config, RLConfig) if args.config else {}
+    given.update(
+        {f.name: getattr(args, f.name) for f in dataclasses.fields(RLConfig) if getattr(args, f.name) is not None}
+    )
     cfg = RLConfig(**given)  # validate before loading anything
     set_threads(args.threads)
     model, tokenizer = load_warmup_policy(get_device(), args.policy or WARMUP_DIR)
@@ -72,6 +75,37 @@ def _cmd_train(args) -> None:
             indent=1,
         )
     )
+
+
+def _config_file(path: str, cls) -> dict:
+    """The settings of a JSON file (an object of ``cls`` fields); flags given on the command line win."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no config file at {path}")
+    try:
+        values = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from err
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} must hold a JSON object of {cls.__name__} fields, not {type(values).__name__}")
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ValueError(f"{path}: unknown {cls.__name__} field(s) {unknown}; the fields are {sorted(fields)}")
+    return values
+
+
+def _cmd_plot(args) -> None:
+    from .viz import plot_run
+
+    run_dir = Path(args.run)
+    metrics = run_dir / "metrics.jsonl"
+    if not metrics.is_file():
+        raise FileNotFoundError(f"no metrics.jsonl in {run_dir}: is it the --out directory of `kimi-mini train`?")
+    history = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    out = Path(args.out or run_dir / "metrics.png")
+    plot_run(history, out, title=args.title or str(run_dir))
+    print(json.dumps(dict(iterations=len(history), figure=str(out)), indent=1))
 
 
 def _yes_no(text: str) -> bool:
@@ -117,8 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     from .config import RLConfig
 
+    p.add_argument("--config", default=None, help="JSON file of RLConfig settings; flags override it")
     _add_config_flags(p, RLConfig)
     p.set_defaults(func=_cmd_train)
+    p = sub.add_parser("plot", help="draw a training run's metrics to PNG (matplotlib) or HTML (plotly)")
+    p.add_argument("run", help="the run directory (the --out of train)")
+    p.add_argument("--out", default=None, help="file ending in .png or .html (default: RUN/metrics.png)")
+    p.add_argument("--title", default=None)
+    p.set_defaults(func=_cmd_plot)
     return parser
 
 

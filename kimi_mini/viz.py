@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-__all__ = ["interactive", "slider_figure", "plotly_cdn", "simplex_xy", "draw_simplex", "show_source"]
+__all__ = ["interactive", "slider_figure", "plotly_cdn", "simplex_xy", "draw_simplex", "show_source", "plot_run"]
 
 
 def plotly_cdn() -> str:
@@ -181,3 +181,59 @@ def show_source(obj) -> None:
     from IPython.display import Markdown, display
 
     display(Markdown(f"```python\n{inspect.getsource(obj)}```"))
+
+
+#: What ``plot_run`` draws, one panel each: (title, metric keys drawn in it). Missing keys are skipped.
+RUN_PANELS = (
+    ("training reward", ("reward", "accuracy")),
+    ("response tokens", ("response_tokens", "eval_tokens")),
+    ("held-out accuracy", ("eval_accuracy", "eval_accuracy_easy", "eval_accuracy_mid", "eval_accuracy_hard")),
+    ("KL(pi_i || pi_i+1)", ("kl_prev",)),
+)
+
+
+def _run_series(history: list[dict], key: str) -> tuple[list[int], list[float]]:
+    rows = [r for r in history if r.get(key) is not None]
+    return [r["iteration"] + 1 for r in rows], [r[key] for r in rows]
+
+
+def plot_run(history: list[dict], path, title: str = "") -> None:
+    """Draw a run's metrics (``train_rl``'s history) to ``path``: PNG with matplotlib, HTML with plotly
+    (self-contained: it opens without a network). The x axis counts iterations done."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.suffix not in (".png", ".html"):
+        raise ValueError(f"{path}: the figure file must end in .png or .html")
+    if not history:
+        raise ValueError("the run has no metrics yet")
+    panels = [(name, [k for k in keys if _run_series(history, k)[0]]) for name, keys in RUN_PANELS]
+    panels = [(name, keys) for name, keys in panels if keys]
+    if path.suffix == ".png":
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), squeeze=False)
+        for ax, (name, keys) in zip(axes[0], panels):
+            for key in keys:
+                ax.plot(*_run_series(history, key), "o-", ms=3, label=key)
+            ax.set_title(name)
+            ax.set_xlabel("iterations done")
+            ax.legend(fontsize=7)
+        fig.suptitle(title)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[name for name, _ in panels])
+    for col, (_, keys) in enumerate(panels, start=1):
+        for key in keys:
+            x, y = _run_series(history, key)
+            fig.add_scatter(x=x, y=y, mode="lines+markers", name=key, row=1, col=col)
+        fig.update_xaxes(title_text="iterations done", row=1, col=col)
+    fig.update_layout(title=title, template="plotly_white", height=380)
+    path.write_text(fig.to_html(include_plotlyjs=True, full_html=True))

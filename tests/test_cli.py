@@ -59,3 +59,41 @@ def test_train_rejects_bad_settings_and_mismatched_resume(tmp_path, capsys, monk
     capsys.readouterr()
     assert main(["train", "--out", str(tmp_path), *small, "--eval-problems", "1", "--loss", "rest"]) == 2
     assert "loss = 'omd' there, 'rest' here" in capsys.readouterr().err
+
+
+def test_train_reads_a_config_file_and_plot_draws_the_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("KIMI_MINI_THREADS", "1")
+    config = tmp_path / "run.json"
+    settings = dict(prompts_per_iteration=2, group_size=2, max_new_tokens=16, eval_problems=2, iterations=3)
+    config.write_text(json.dumps({**settings, "length_penalty": 0.5, "eval_every": 2}))
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--quiet", "--config", str(config), "--iterations", "2"]) == 0
+    saved = json.loads((out / "checkpoint.json").read_text())["config"]
+    assert saved["length_penalty"] == 0.5 and saved["iterations"] == 2  # the flag beat the file
+    capsys.readouterr()
+    assert main(["plot", str(out)]) == 0
+    png = out / "metrics.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and json.loads(capsys.readouterr().out)["iterations"] == 2
+    assert main(["plot", str(out), "--out", str(tmp_path / "m.html")]) == 0
+    html = (tmp_path / "m.html").read_text()
+    assert '"name":"accuracy"' in html and '"name":"eval_accuracy"' in html and "Plotly.newPlot" in html
+
+
+def test_config_file_and_plot_errors_are_clear(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"iterations": 2, "learning_rate": 0.1}))
+    assert main(["train", "--out", str(tmp_path / "r"), "--config", str(bad)]) == 2
+    assert "unknown RLConfig field(s) ['learning_rate']" in capsys.readouterr().err
+    bad.write_text("{iterations: 2")
+    assert main(["train", "--out", str(tmp_path / "r"), "--config", str(bad)]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "r"), "--config", str(tmp_path / "none.json")]) == 2
+    assert "no config file" in capsys.readouterr().err
+    bad.write_text(json.dumps({"tau": -1}))
+    assert main(["train", "--out", str(tmp_path / "r"), "--config", str(bad)]) == 2
+    assert "RLConfig.tau" in capsys.readouterr().err
+    assert main(["plot", str(tmp_path)]) == 2
+    assert "no metrics.jsonl" in capsys.readouterr().err
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"iteration": 0, "reward": 0.5}) + "\n")
+    assert main(["plot", str(tmp_path), "--out", str(tmp_path / "m.svg")]) == 2
+    assert "must end in .png or .html" in capsys.readouterr().err
