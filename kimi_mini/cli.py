@@ -47,7 +47,7 @@ def _cmd_evaluate(args) -> None:
 
 
 def _cmd_train(args) -> None:
-    from .config import RLConfig
+    from .config import RLConfig, get_rl_preset
     from .device import get_device, set_threads
     from .policy import save_policy
     from .train import train_rl
@@ -57,9 +57,16 @@ def _cmd_train(args) -> None:
     given.update(
         {f.name: getattr(args, f.name) for f in dataclasses.fields(RLConfig) if getattr(args, f.name) is not None}
     )
-    cfg = RLConfig(**given)  # validate before loading anything
+    # the preset, then the file, then flags; validated before anything loads
+    cfg = get_rl_preset(args.preset, check_positions=args.policy is None, **given)
+    shipped = {"cpu-tiny": WARMUP_DIR, "cpu-small": WARMUP_DIR.with_name("warmup-cpu-small")}
+    if args.policy is None and args.preset not in shipped:
+        raise ValueError(
+            f"preset {args.preset!r} has no shipped warm-up policy: train one with `kimi-mini warmup --preset "
+            f"{args.preset} --out DIR`, then pass --policy DIR"
+        )
     set_threads(args.threads)
-    model, tokenizer = load_warmup_policy(get_device(), args.policy or WARMUP_DIR)
+    model, tokenizer = load_warmup_policy(get_device(), args.policy or shipped[args.preset])
     history = train_rl(model, tokenizer, cfg, args.out, progress=not args.quiet)
     save_policy(model, tokenizer, Path(args.out) / "policy")
     last = history[-1]
@@ -151,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     from .config import RLConfig
 
-    p.add_argument("--config", default=None, help="JSON file of RLConfig settings; flags override it")
+    p.add_argument("--preset", default="cpu-tiny", help="RL settings to start from: cpu-tiny, cpu-small or gpu")
+    p.add_argument("--config", default=None, help="JSON file of RLConfig settings over the preset's; flags override it")
     _add_config_flags(p, RLConfig)
     p.set_defaults(func=_cmd_train)
     p = sub.add_parser("plot", help="draw a training run's metrics to PNG (matplotlib) or HTML (plotly)")

@@ -25,6 +25,7 @@ __all__ = [
     "Config",
     "PRESETS",
     "get_preset",
+    "get_rl_preset",
     "option",
 ]
 
@@ -281,6 +282,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "model": dict(hidden_size=512, num_layers=8, num_heads=8, intermediate_size=1376, max_positions=2048),
         "sft": dict(steps=6000, batch_size=128, lr=1e-3, min_lr=1e-4),
         "sample": dict(max_new_tokens=1536, batch_size=512),
+        "rl": dict(prompts_per_iteration=64, group_size=16, max_new_tokens=1536, eval_problems=512, segment_tokens=512),
     },
 }
 
@@ -302,3 +304,22 @@ def get_preset(name: str = "cpu-tiny", **overrides: dict[str, Any]) -> Config:
         values = {**PRESETS[name].get(part, {}), **overrides.get(part, {})}
         kwargs[part] = cls(**values)
     return Config(**kwargs)
+
+
+def get_rl_preset(name: str = "cpu-tiny", check_positions: bool = True, **overrides: Any) -> RLConfig:
+    """The :class:`RLConfig` of a preset (its ``rl`` part), with optional field overrides.
+
+    With ``check_positions`` (for the preset's own policy; pass False for another, pretrained one) the
+    response budget must fit: ``max_new_tokens`` plus a 16-token prompt at most ``max_positions``.
+
+    >>> get_rl_preset("gpu").max_new_tokens
+    1536
+    """
+    model = get_preset(name).model  # validates the name
+    cfg = RLConfig(**{**PRESETS[name].get("rl", {}), **overrides})
+    if check_positions and cfg.max_new_tokens + 16 > model.max_positions:
+        raise ValueError(
+            f"RLConfig.max_new_tokens = {cfg.max_new_tokens} is invalid for preset {name!r}: with a prompt of up to "
+            f"16 tokens it must be at most ModelConfig.max_positions - 16 = {model.max_positions - 16}."
+        )
+    return cfg

@@ -97,3 +97,15 @@ def test_config_file_and_plot_errors_are_clear(tmp_path, capsys):
     (tmp_path / "metrics.jsonl").write_text(json.dumps({"iteration": 0, "reward": 0.5}) + "\n")
     assert main(["plot", str(tmp_path), "--out", str(tmp_path / "m.svg")]) == 2
     assert "must end in .png or .html" in capsys.readouterr().err
+
+
+def test_train_presets(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("KIMI_MINI_THREADS", "1")
+    assert main(["train", "--out", str(tmp_path / "g"), "--preset", "gpu"]) == 2
+    assert "kimi-mini warmup --preset gpu" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "g"), "--preset", "huge"]) == 2
+    assert "preset = 'huge' is invalid" in capsys.readouterr().err
+    small = ["--quiet", "--prompts-per-iteration", "1", "--group-size", "2", "--max-new-tokens", "8"]
+    assert main(["train", "--out", str(tmp_path / "s"), "--preset", "cpu-small", *small, "--iterations", "1"]) == 0
+    saved = json.loads((tmp_path / "s" / "policy" / "config.json").read_text())
+    assert saved["hidden_size"] == 96  # the shipped cpu-small warm-up was the starting point

@@ -117,3 +117,19 @@ def test_unknown_preset_and_part():
 def test_overrides_apply():
     assert get_preset("gpu", sft=dict(steps=7)).sft.steps == 7
     assert get_preset("gpu", sft=dict(steps=7)).sft.batch_size == PRESETS["gpu"]["sft"]["batch_size"]
+
+
+def test_rl_presets():
+    from kimi_mini.config import get_rl_preset
+
+    assert get_rl_preset("cpu-tiny") == RLConfig()
+    gpu = get_rl_preset("gpu")
+    assert (
+        gpu.max_new_tokens > RLConfig().max_new_tokens and gpu.prompts_per_iteration > RLConfig().prompts_per_iteration
+    )
+    assert get_rl_preset("gpu", loss="grpo").loss == "grpo"
+    with pytest.raises(ValueError, match="ModelConfig.max_positions - 16 = 496"):
+        get_rl_preset("cpu-tiny", max_new_tokens=600)
+    assert get_rl_preset("cpu-tiny", check_positions=False, max_new_tokens=600).max_new_tokens == 600
+    with pytest.raises(ValueError, match="preset = 'huge'"):
+        get_rl_preset("huge")
