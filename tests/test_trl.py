@@ -1,0 +1,67 @@
+from types import SimpleNamespace
+
+import pytest
+import torch
+from trl import GRPOConfig, GRPOTrainer
+
+from kimi_mini.rewards import length_penalty
+from kimi_mini.tasks import make_problems, prompt_text
+from kimi_mini.trl import countdown_dataset, countdown_reward, make_length_reward
+from kimi_mini.warmup import load_warmup_policy
+
+PROMPT = "4 3 5 -> 17\n"
+
+
+def test_countdown_reward_accepts_text_and_chat_completions():
+    completions = ["answer (4*3)+5", [{"content": "answer (4+3)+5"}], "no answer"]
+    assert countdown_reward(completions, [[4, 3, 5]] * 3, [17] * 3) == [1.0, 0.0, 0.0]
+
+
+def test_length_reward_is_the_per_group_penalty_and_checks_the_grouping():
+    reward = make_length_reward(num_generations=2, weight=0.5)
+    completions = ["answer (4*3)+5", "4*3=12: 12+5=17 vs 17!\nanswer (4*3)+5"] * 2
+    ids = [list(range(len(c) + 1)) for c in completions]
+    prompts = [PROMPT, PROMPT, "1 1 1 -> 3\n", "1 1 1 -> 3\n"]
+    numbers, target = [[4, 3, 5]] * 2 + [[1, 1, 1]] * 2, [17, 17, 3, 3]
+    got = reward(prompts, completions, ids, numbers, target)
+    correct = torch.tensor(countdown_reward(completions, numbers, target))
+    want = 0.5 * length_penalty(torch.tensor([len(i) for i in ids]), correct, 2)
+    assert got == want.tolist() and got[:2] == [0.25, -0.25]
+    with pytest.raises(ValueError, match="answer different prompts"):
+        reward([PROMPT, "1 1 1 -> 3\n"] * 2, completions, ids, numbers, target)
+    warming = make_length_reward(num_generations=2, warmup_steps=10)
+    assert (
+        warming(prompts, completions, ids, numbers, target, trainer_state=SimpleNamespace(global_step=3)) == [0.0] * 4
+    )
+
+
+def test_grpo_trainer_runs_with_kimi_minis_rewards_on_cpu(tmp_path):
+    policy, tokenizer = load_warmup_policy()
+    before = {k: v.clone() for k, v in policy.state_dict().items()}
+    dataset = countdown_dataset(32, seed=1)
+    assert dataset[0]["prompt"] == prompt_text(make_problems(1, seed=1)[0])
+    args = GRPOConfig(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=8,
+        num_generations=4,
+        max_completion_length=96,
+        max_steps=2,
+        learning_rate=1e-4,
+        logging_steps=1,
+        report_to=[],
+        use_cpu=True,
+        save_strategy="no",
+        beta=0.0,
+        seed=0,
+    )
+    trainer = GRPOTrainer(
+        model=policy,
+        reward_funcs=[countdown_reward, make_length_reward(4)],
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+    )
+    trainer.train()
+    logged = [row for row in trainer.state.log_history if "rewards/k15_length_reward/mean" in row]
+    assert len(logged) == 2 and all(0 <= row["rewards/countdown_reward/mean"] <= 1 for row in logged)
+    assert any(not torch.equal(before[k], v) for k, v in policy.state_dict().items())
