@@ -254,6 +254,15 @@ class RLConfig(_Validated):
             )
 
 
+def _check_budget_fits(field: str, max_new_tokens: int, model: ModelConfig, where: str = "") -> None:
+    """A response budget plus a prompt of up to 16 tokens must fit the policy's ``max_positions``."""
+    if max_new_tokens + 16 > model.max_positions:
+        raise ValueError(
+            f"{field} = {max_new_tokens} is invalid{where}: with a prompt of up to 16 tokens it must be at most "
+            f"ModelConfig.max_positions - 16 = {model.max_positions - 16}."
+        )
+
+
 @dataclass
 class Config(_Validated):
     """All settings of a run, grouped by part."""
@@ -264,11 +273,8 @@ class Config(_Validated):
     sample: SampleConfig = part(SampleConfig, "Sampling.")
 
     def _check_combinations(self) -> None:
-        if self.model.name_or_path is None and self.sample.max_new_tokens + 16 > self.model.max_positions:
-            raise ValueError(
-                f"SampleConfig.max_new_tokens = {self.sample.max_new_tokens} is invalid: with a prompt of up to 16 "
-                f"tokens it must be at most ModelConfig.max_positions - 16 = {self.model.max_positions - 16}."
-            )
+        if self.model.name_or_path is None:
+            _check_budget_fits("SampleConfig.max_new_tokens", self.sample.max_new_tokens, self.model)
 
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
@@ -317,9 +323,6 @@ def get_rl_preset(name: str = "cpu-tiny", check_positions: bool = True, **overri
     """
     model = get_preset(name).model  # validates the name
     cfg = RLConfig(**{**PRESETS[name].get("rl", {}), **overrides})
-    if check_positions and cfg.max_new_tokens + 16 > model.max_positions:
-        raise ValueError(
-            f"RLConfig.max_new_tokens = {cfg.max_new_tokens} is invalid for preset {name!r}: with a prompt of up to "
-            f"16 tokens it must be at most ModelConfig.max_positions - 16 = {model.max_positions - 16}."
-        )
+    if check_positions:
+        _check_budget_fits("RLConfig.max_new_tokens", cfg.max_new_tokens, model, f" for preset {name!r}")
     return cfg

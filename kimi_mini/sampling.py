@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 import torch
 
 from .config import SAMPLERS
-from .rollout import sample
-from .tasks import ANSWER_PREFIX, Problem, make_problems, prompt_text, verify
+from .search import direct_answers
+from .tasks import Problem, make_problems, verify
 
 __all__ = ["SAMPLERS", "POOL_SEED", "ProblemPool", "sampling_weights", "draw", "guessable"]
 
@@ -117,9 +117,5 @@ def draw(pool: ProblemPool, sampler: str, iteration: int, n: int, seed: int, cur
 
 def guessable(policy, tokenizer, problems: list[Problem], tries: int = 8, seed: int = 0) -> list[bool]:
     """For each problem: did one of ``tries`` answers *forced to start with* ``answer`` (no reasoning) hit?"""
-    prompts = [prompt_text(p) + ANSWER_PREFIX for p in problems]
-    rollouts = sample(policy, tokenizer, prompts, tries, max_new_tokens=16, temperature=1.0, seed=seed)
-    return [
-        any(verify(problem, ANSWER_PREFIX + rollouts.texts[g * tries + j]) for j in range(tries))
-        for g, problem in enumerate(problems)
-    ]
+    texts, _, _ = direct_answers(policy, tokenizer, problems, tries, seed=seed)  # (problems x tries,)
+    return [any(verify(problem, t) for t in texts[g * tries : (g + 1) * tries]) for g, problem in enumerate(problems)]

@@ -28,13 +28,18 @@ from .tasks import ANSWER_PREFIX, Problem, extract_answer, prompt_text, verify
 __all__ = ["direct_answers", "best_of_n", "beam_answers"]
 
 
+def _answer_prompts(problems: list[Problem]) -> list[str]:
+    """Each problem's prompt followed by ``answer ``: the policy can only name an expression."""
+    return [prompt_text(p) + ANSWER_PREFIX for p in problems]
+
+
 def direct_answers(policy, tokenizer, problems: list[Problem], n: int, seed: int = 0, temperature: float = 1.0):
     """``n`` answers per problem with no reasoning: each response is forced to start with ``answer``.
 
     Returns ``(texts, tokens, logprobs)``: ``answer ...`` texts (n per problem, problem-major), the tokens
     each cost (the forced prefix not counted, the end-of-sequence token counted) and each answer's
     log-probability under the policy."""
-    prompts = [prompt_text(p) + ANSWER_PREFIX for p in problems]
+    prompts = _answer_prompts(problems)
     rollouts = sample(policy, tokenizer, prompts, n, max_new_tokens=16, temperature=temperature, seed=seed)
     texts = [ANSWER_PREFIX + text for text in rollouts.texts]
     return texts, rollouts.lengths.tolist(), rollouts.logprobs.sum(dim=1).tolist()
@@ -68,7 +73,7 @@ def beam_answers(policy, tokenizer, problems: list[Problem], width: int, batch_s
     with ``num_beams``). Returns ``(texts, tokens)``: ``tokens`` = width x the returned answer's length."""
     device = next(policy.parameters()).device
     texts, tokens = [], []
-    prompts = [prompt_text(p) + ANSWER_PREFIX for p in problems]
+    prompts = _answer_prompts(problems)
     for start in range(0, len(prompts), batch_size):
         enc = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True).to(device)
         with torch.no_grad():

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import torch
 
+from .config import TaskConfig
 from .rewards import length_penalty, penalty_weight
 from .tasks import Problem, make_problems, prompt_text, verify
 
@@ -31,7 +32,7 @@ def countdown_dataset(n: int, seed: int, task_cfg=None):
     """``n`` problems as a ``datasets.Dataset`` of ``prompt`` (text), ``numbers`` and ``target``."""
     from datasets import Dataset
 
-    problems = make_problems(n, seed=seed) if task_cfg is None else make_problems(n, seed=seed, cfg=task_cfg)
+    problems = make_problems(n, seed=seed, cfg=task_cfg or TaskConfig())
     return Dataset.from_list([dict(prompt=prompt_text(p), numbers=list(p.numbers), target=p.target) for p in problems])
 
 

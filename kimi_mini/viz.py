@@ -210,12 +210,10 @@ def plot_run(history: list[dict], path, title: str = "") -> None:
     panels = [(name, [k for k in keys if _run_series(history, k)[0]]) for name, keys in RUN_PANELS]
     panels = [(name, keys) for name, keys in panels if keys]
     if path.suffix == ".png":
-        import matplotlib
+        from matplotlib.figure import Figure  # no pyplot: the caller's backend (a notebook's) stays as it is
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), squeeze=False)
+        fig = Figure(figsize=(4 * len(panels), 3.2))
+        axes = fig.subplots(1, len(panels), squeeze=False)
         for ax, (name, keys) in zip(axes[0], panels):
             for key in keys:
                 ax.plot(*_run_series(history, key), "o-", ms=3, label=key)
@@ -225,7 +223,6 @@ def plot_run(history: list[dict], path, title: str = "") -> None:
         fig.suptitle(title)
         fig.tight_layout()
         fig.savefig(path, dpi=110)
-        plt.close(fig)
         return
     from plotly.subplots import make_subplots
 
