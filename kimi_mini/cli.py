@@ -1,6 +1,7 @@
-"""The ``kimi-mini`` command line: ``kimi-mini info | warmup | evaluate | train | plot``.
+"""The ``kimi-mini`` command line: ``kimi-mini info | warmup | evaluate | train | recipe | plot``.
 
-Every subcommand calls the same functions the chapters call.
+Every subcommand calls the same functions the chapters call. ``kimi-mini COMMAND --help`` lists a
+command's options; ``train --help`` lists every RL setting with its meaning and default.
 """
 
 from __future__ import annotations
@@ -47,11 +48,11 @@ def _cmd_evaluate(args) -> None:
 
 
 def _cmd_train(args) -> None:
-    from .config import RLConfig, get_rl_preset
+    from .config import RLConfig, get_preset, get_rl_preset
     from .device import get_device, set_threads
     from .policy import save_policy
     from .train import train_rl
-    from .warmup import WARMUP_DIR, load_warmup_policy
+    from .warmup import WARMUP_DIR
 
     given = _config_file(args.config, RLConfig) if args.config else {}
     given.update(
@@ -65,9 +66,12 @@ def _cmd_train(args) -> None:
             f"preset {args.preset!r} has no shipped warm-up policy: train one with `kimi-mini warmup --preset "
             f"{args.preset} --out DIR`, then pass --policy DIR"
         )
+    if (Path(args.out) / "checkpoint.json").exists() and not args.resume:
+        raise ValueError(f"{args.out} holds a run already: pass --resume to continue it, or choose another --out")
     set_threads(args.threads)
-    model, tokenizer = load_warmup_policy(get_device(), args.policy or shipped[args.preset])
-    history = train_rl(model, tokenizer, cfg, args.out, progress=not args.quiet)
+    model, tokenizer = _start_policy(args.policy or shipped[args.preset], get_device(), args.dtype)
+    task_cfg = get_preset(args.preset).task  # the problems the preset's policy was warmed up on
+    history = train_rl(model, tokenizer, cfg, args.out, task_cfg, resume=args.resume, progress=not args.quiet)
     save_policy(model, tokenizer, Path(args.out) / "policy")
     last = history[-1]
     accuracy = [row["eval_accuracy"] for row in history if "eval_accuracy" in row]
@@ -84,8 +88,48 @@ def _cmd_train(args) -> None:
     )
 
 
-def _config_file(path: str, cls) -> dict:
-    """The settings of a JSON file (an object of ``cls`` fields); flags given on the command line win."""
+def _start_policy(name_or_path, device, dtype: str | None):
+    """A local policy directory (clear error if it is not one), or a hub name such as Qwen/Qwen2.5-0.5B-Instruct."""
+    import torch
+
+    from .policy import load_policy
+    from .warmup import load_warmup_policy
+
+    torch_dtype = getattr(torch, dtype) if dtype else None
+    if torch.device(device).type == "cuda":
+        torch.set_float32_matmul_precision("high")  # TF32 matmuls: float32 weights at tensor-core speed
+    local = Path(name_or_path)
+    if local.exists() or str(name_or_path).startswith((".", "/", "~")) or str(name_or_path).count("/") != 1:
+        model, tokenizer = load_warmup_policy(device, local)
+        return (model.to(torch_dtype) if torch_dtype else model), tokenizer
+    model, tokenizer = load_policy(str(name_or_path), device, dtype=torch_dtype)  # a hub name: downloads
+    return model.eval(), tokenizer
+
+
+def _cmd_recipe(args) -> None:
+    from .device import set_threads
+    from .recipe import recipe_config, run_recipe
+    from .warmup import WARMUP_DIR
+
+    given = _json_object(args.config, "recipe") if args.config else {}
+    preset = given.pop("preset", args.preset)
+    for name in ("iterations", "sft_steps"):
+        value = getattr(args, name)
+        if value is not None:
+            part, field = ("rl", "iterations") if name == "iterations" else ("sft", "steps")
+            given[part] = {**given.get(part, {}), field: value}
+    cfg = recipe_config(preset, **given)  # validated before anything runs
+    set_threads(args.threads)
+    warmup_from = WARMUP_DIR if args.shipped_warmup else None
+    if warmup_from is not None and preset != "cpu-tiny":
+        raise ValueError("--shipped-warmup is the cpu-tiny warm-up; it needs --preset cpu-tiny")
+    result = run_recipe(cfg, args.out, resume=args.resume, warmup_from=warmup_from, progress=not args.quiet)
+    keys = ("stage", "eval_accuracy", "eval_tokens", "seconds")
+    print(json.dumps([{k: row[k] for k in keys} for row in result["stages"]], indent=1))
+
+
+def _json_object(path: str, what: str) -> dict:
+    """The JSON object in the file at ``path``; clear errors for a missing file, bad JSON or another type."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no config file at {path}")
@@ -94,7 +138,13 @@ def _config_file(path: str, cls) -> dict:
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON: {err}") from err
     if not isinstance(values, dict):
-        raise ValueError(f"{path} must hold a JSON object of {cls.__name__} fields, not {type(values).__name__}")
+        raise ValueError(f"{path} must hold a JSON object of {what} settings, not {type(values).__name__}")
+    return values
+
+
+def _config_file(path: str, cls) -> dict:
+    """The settings of a JSON file (an object of ``cls`` fields); flags given on the command line win."""
+    values = _json_object(path, cls.__name__)
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - fields)
     if unknown:
@@ -122,39 +172,73 @@ def _yes_no(text: str) -> bool:
 
 
 def _add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
-    """One flag per field of a config dataclass (``--grad-steps 8``), defaulting to the dataclass's value."""
+    """One flag per field of a config dataclass (``--grad-steps 8``), in its own help section, with the
+    field's doc, default and allowed values."""
+    group = parser.add_argument_group(f"{cls.__name__} settings (override the preset and --config)")
     for f in dataclasses.fields(cls):
-        parser.add_argument(
+        choices = f.metadata["choices"]
+        if isinstance(f.default, bool):
+            kind, metavar = _yes_no, "{true,false}"
+        elif choices is not None:
+            kind, metavar = type(f.default), "{" + ",".join(map(str, choices)) + "}"
+        else:
+            kind, metavar = type(f.default), "N" if isinstance(f.default, int) else "X"
+        group.add_argument(
             "--" + f.name.replace("_", "-"),
-            type=_yes_no if isinstance(f.default, bool) else type(f.default),
+            type=kind,
             default=None,
+            metavar=metavar,
             help=f"{f.metadata['doc']} (default {f.default!r})",
         )
 
 
+_THREADS = "torch CPU threads (default: 1 on machines with up to 4 cores, else half the cores)"
+_EXAMPLES = """examples:
+  kimi-mini train --out runs/omd --iterations 16         # RL from the shipped warm-up policy
+  kimi-mini train --out runs/omd --iterations 24 --resume # continue it
+  kimi-mini recipe --out runs/recipe                     # warm-up, RL, long2short, one table
+  kimi-mini plot runs/omd --out runs/omd/metrics.html    # a run's metrics
+  kimi-mini COMMAND --help                               # a command's options"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kimi-mini", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="kimi-mini",
+        description="Kimi k1.5's reinforcement learning recipe in miniature; every command calls the functions "
+        "the book's chapters build.",
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("info", help="versions and device").set_defaults(func=_cmd_info)
     p = sub.add_parser("warmup", help="train and save the warm-up policy")
     p.add_argument("--preset", default="cpu-tiny")
     p.add_argument("--out", default=None, help="directory (default: the shipped checkpoint)")
     p.add_argument("--steps", type=int, default=None, help="override SFTConfig.steps")
-    p.add_argument("--n-eval", type=int, default=512)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--n-eval", type=int, default=512, metavar="N", help="held-out problems to score it on")
+    p.add_argument("--threads", type=int, default=None, metavar="N", help=_THREADS)
     p.set_defaults(func=_cmd_warmup)
     p = sub.add_parser("evaluate", help="sample and score a policy on held-out problems")
     p.add_argument("--policy", default=None, help="directory or hub name (default: the shipped warm-up)")
-    p.add_argument("--n", type=int, default=256)
+    p.add_argument("--n", type=int, default=256, metavar="N", help="held-out problems")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--max-new-tokens", type=int, default=480)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None, metavar="N", help=_THREADS)
     p.set_defaults(func=_cmd_evaluate)
-    p = sub.add_parser("train", help="RL from a policy (default: the shipped warm-up); resumes from --out")
+    p = sub.add_parser("train", help="RL from a policy (default: the shipped warm-up)")
     p.add_argument("--out", required=True, help="run directory: metrics.jsonl, checkpoints, the final policy")
-    p.add_argument("--policy", default=None, help="starting policy directory (default: the shipped warm-up)")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument(
+        "--dtype", default=None, choices=("float32", "bfloat16", "float16"), help="weights' dtype (default: as saved)"
+    )
+    p.add_argument(
+        "--policy",
+        default=None,
+        help="starting policy: a directory, or a hub name like Qwen/Qwen2.5-0.5B-Instruct with --prompt-style chat "
+        "(default: the preset's shipped warm-up)",
+    )
+    p.add_argument("--threads", type=int, default=None, metavar="N", help=_THREADS)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     from .config import RLConfig
 
@@ -162,6 +246,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None, help="JSON file of RLConfig settings over the preset's; flags override it")
     _add_config_flags(p, RLConfig)
     p.set_defaults(func=_cmd_train)
+    p = sub.add_parser("recipe", help="the whole recipe: warm-up SFT, RL, long2short, one results table")
+    p.add_argument("--out", required=True, help="run directory: one folder per stage and results.json")
+    p.add_argument("--preset", default="cpu-tiny", help="cpu-tiny, cpu-small or gpu")
+    p.add_argument("--config", default=None, help="JSON file: {preset, sft: {...}, rl: {...}, long2short: {...}}")
+    p.add_argument("--iterations", type=int, default=None, metavar="N", help="override rl.iterations")
+    p.add_argument("--sft-steps", type=int, default=None, metavar="N", help="override sft.steps")
+    p.add_argument("--shipped-warmup", action="store_true", help="start from the shipped cpu-tiny warm-up")
+    p.add_argument("--resume", action="store_true", help="skip finished stages, continue RL from its checkpoint")
+    p.add_argument("--threads", type=int, default=None, metavar="N", help=_THREADS)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_recipe)
     p = sub.add_parser("plot", help="draw a training run's metrics to PNG (matplotlib) or HTML (plotly)")
     p.add_argument("run", help="the run directory (the --out of train)")
     p.add_argument("--out", default=None, help="file ending in .png or .html (default: RUN/metrics.png)")

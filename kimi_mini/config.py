@@ -230,6 +230,19 @@ class RLConfig(_Validated):
         "With a pool sampler: drop problems the starting policy answers right without reasoning in 8 tries.",
         choices=(False, True),
     )
+    prompt_style: str = option(
+        "trace",
+        "Prompts: trace (the tiny policy's '4 3 5 -> 17'), or chat (an instruction in the tokenizer's chat "
+        "template, for a pretrained instruction model; chapter 9).",
+        choices=("trace", "chat"),
+    )
+    micro_batch_groups: int = option(
+        0,
+        "Groups per forward/backward pass of a gradient step, gradients summed (exact for omd, reinforce, grpo); "
+        "0: the whole batch at once.",
+        lo=0,
+        hi=65536,
+    )
 
     def _check_combinations(self) -> None:
         if self.repeat_times == 1:
@@ -237,15 +250,15 @@ class RLConfig(_Validated):
                 "RLConfig.repeat_times = 1 is invalid: it must be 0 (no repeat detection) or at least 2 "
                 "(a block must occur twice in a row to be a repeat)."
             )
-        if self.sampling != "fresh" and self.partial_rollouts:
-            raise ValueError(
-                f"RLConfig.sampling = {self.sampling!r} is invalid with partial_rollouts = True: pool samplers "
-                "work with plain rollouts only; use sampling = 'fresh' or partial_rollouts = False."
-            )
         if self.sampling != "fresh" and self.pool_size < self.prompts_per_iteration:
             raise ValueError(
                 f"RLConfig.pool_size = {self.pool_size} is invalid: it must be at least prompts_per_iteration = "
                 f"{self.prompts_per_iteration}."
+            )
+        if self.guess_filter and self.prompt_style != "trace":
+            raise ValueError(
+                "RLConfig.guess_filter = True is invalid with prompt_style = 'chat': the filter forces the "
+                "tiny policy's answer line right after a trace prompt."
             )
         if self.overlong_buffer > self.max_new_tokens:
             raise ValueError(

@@ -20,6 +20,7 @@ __all__ = [
     "check_line_fit",
     "check_length_penalty",
     "check_prioritized_weights",
+    "check_overlong_reward",
 ]
 
 
@@ -250,5 +251,32 @@ def check_prioritized_weights(fn: Callable, n: int = 200, seed: int = 0) -> str:
         got = torch.tensor([float(v) for v in fn(list(successes), list(attempts), list(active))], dtype=torch.float64)
         assert got.shape == expected.shape and torch.allclose(got, expected, atol=1e-9), (
             f"fn({successes}, {attempts}, {active}) returned {got.tolist()}, expected {expected.tolist()}"
+        )
+    return f"All {n} checks passed."
+
+
+def check_overlong_reward(make_reward: Callable, n: int = 100, seed: int = 0) -> str:
+    """Chapter 9: ``make_reward(max_len, buffer)`` must return a TRL ``GRPOTrainer`` reward function,
+    called as ``fn(prompts=..., completions=..., completion_ids=..., **kwargs)``, that gives DAPO's soft
+    overlong punishment (:func:`kimi_mini.rewards.overlong_punishment`) of each completion's length in
+    *tokens*. The completions' texts are longer than their token lists, so counting characters fails."""
+    import torch
+
+    from .rewards import overlong_punishment
+
+    rng = random.Random(seed)
+    for _ in range(n):
+        max_len = rng.randrange(8, 200)
+        buffer = rng.randrange(1, max_len + 1)
+        lengths = [rng.randrange(1, max_len + 20) for _ in range(rng.randrange(1, 9))]
+        ids = [[7] * length for length in lengths]
+        texts = ["ab" * length for length in lengths]  # two characters per token
+        fn = make_reward(max_len, buffer)
+        got = [
+            float(v) for v in fn(prompts=["p"] * len(ids), completions=texts, completion_ids=ids, trainer_state=None)
+        ]
+        expected = overlong_punishment(torch.tensor(lengths), max_len, buffer).tolist()
+        assert len(got) == len(expected) and all(abs(a - b) < 1e-6 for a, b in zip(got, expected)), (
+            f"make_reward({max_len}, {buffer}) on lengths {lengths} returned {got}, expected {expected}"
         )
     return f"All {n} checks passed."

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 import torch
 
 from .rollout import Rollouts, response_text, sample
-from .tasks import Problem, make_problems, prompt_text
+from .sampling import ProblemPool, draw
+from .tasks import Problem, make_problems, policy_prompts
 
 __all__ = ["Segment", "Trajectory", "Group", "ReplayBuffer", "find_repeat", "partial_rollout_step", "assemble"]
 
@@ -59,6 +60,7 @@ class Group:
     problem: Problem
     started: int
     trajectories: list[Trajectory]
+    index: int | None = None  # the problem's place in the training pool (pool samplers, chapter 8)
 
     @property
     def done(self) -> bool:
@@ -81,6 +83,7 @@ class ReplayBuffer:
                     numbers=list(g.problem.numbers),
                     target=g.problem.target,
                     started=g.started,
+                    index=g.index,
                     trajectories=[
                         dict(finish_reason=t.finish_reason, segments=[s.__dict__ for s in t.segments])
                         for t in g.trajectories
@@ -98,6 +101,7 @@ class ReplayBuffer:
                     Problem(tuple(g["numbers"]), g["target"]),
                     g["started"],
                     [Trajectory([Segment(**s) for s in t["segments"]], t["finish_reason"]) for t in g["trajectories"]],
+                    g.get("index"),
                 )
                 for g in state["groups"]
             ]
@@ -120,26 +124,45 @@ def find_repeat(ids: list[int], start: int, block: int, times: int) -> int | Non
     return None
 
 
+def _new_problems(cfg, iteration: int, seed: int, task_cfg, pool, n: int) -> tuple[list[Problem], list]:
+    """The first ``n`` problems of the iteration's draw (with an empty buffer, exactly plain rollouts'
+    problems) and their pool indices (None without a pool)."""
+    if pool is None:
+        return make_problems(cfg.prompts_per_iteration, seed=seed, cfg=task_cfg)[:n], [None] * n
+    indices = draw(pool, cfg.sampling, iteration, cfg.prompts_per_iteration, seed, cfg.curriculum_switch)[:n]
+    return [pool.problems[i] for i in indices], indices
+
+
 def partial_rollout_step(
-    policy, tokenizer, buffer: ReplayBuffer, cfg, iteration: int, seed: int, task_cfg, compact_every: float = 0.125
+    policy,
+    tokenizer,
+    buffer: ReplayBuffer,
+    cfg,
+    iteration: int,
+    seed: int,
+    task_cfg,
+    compact_every: float = 0.125,
+    pool: ProblemPool | None = None,
 ) -> dict:
     """One iteration of sampling: continue the buffer's trajectories, start new groups to fill
     ``cfg.prompts_per_iteration * cfg.group_size`` rows, cut everything at ``cfg.segment_tokens`` new
-    tokens. Finished groups leave the buffer and are returned; stats count the tokens sampled and the
-    sampler's decoding steps. ``compact_every`` goes to :func:`kimi_mini.rollout.sample`."""
+    tokens. New problems come from ``pool`` with ``cfg.sampling`` when a pool is given (each group keeps
+    its pool index), else fresh. Finished groups leave the buffer and are returned (``finished``);
+    ``new_problems`` are the problems started; stats count the tokens sampled and the sampler's
+    decoding steps. ``compact_every`` goes to :func:`kimi_mini.rollout.sample`."""
     k, capacity = cfg.group_size, cfg.prompts_per_iteration * cfg.group_size
     carried = buffer.unfinished()
     n_new = max(0, (capacity - len(carried)) // k)
     stats = dict(carried_rows=len(carried), new_groups=n_new, generated_tokens=0, seconds=0.0, steps=0, row_steps=0)
-    # The first n_new problems of the iteration's draw: with an empty buffer, exactly plain rollouts' problems.
-    problems = make_problems(cfg.prompts_per_iteration, seed=seed, cfg=task_cfg)[:n_new]
-    groups = [Group(p, iteration, [Trajectory() for _ in range(k)]) for p in problems]
+    problems, indices = _new_problems(cfg, iteration, seed, task_cfg, pool, n_new)
+    groups = [Group(p, iteration, [Trajectory() for _ in range(k)], i) for p, i in zip(problems, indices)]
+    stats["new_problems"] = problems
     calls = []
     if carried:  # continued rows: prompt + prefix re-encoded with the current weights, then decoding goes on
         cont = sample(
             policy,
             tokenizer,
-            [prompt_text(g.problem) for g, _ in carried],
+            policy_prompts([g.problem for g, _ in carried], tokenizer, cfg.prompt_style),
             1,
             [min(cfg.segment_tokens, cfg.max_new_tokens - len(t)) for _, t in carried],
             cfg.temperature,
@@ -152,7 +175,7 @@ def partial_rollout_step(
         fresh = sample(
             policy,
             tokenizer,
-            [prompt_text(p) for p in problems],
+            policy_prompts(problems, tokenizer, cfg.prompt_style),
             k,
             min(cfg.segment_tokens, cfg.max_new_tokens),
             cfg.temperature,
@@ -193,12 +216,14 @@ def _extend(rollouts: Rollouts, trajectories: list[Trajectory], iteration: int, 
             traj.finish_reason = "length"
 
 
-def assemble(groups: list[Group], tokenizer, iteration: int, temperature: float, mask_stale: bool) -> Rollouts:
+def assemble(
+    groups: list[Group], tokenizer, iteration: int, temperature: float, mask_stale: bool, prompt_style: str = "trace"
+) -> Rollouts:
     """Finished groups as one :class:`Rollouts` for the loss: whole trajectories, their recorded
     log-probs as ``logprobs``, and a ``loss_mask`` that keeps only this iteration's tokens if ``mask_stale``."""
     trajs = [t for g in groups for t in g.trajectories]
     k = len(groups[0].trajectories)
-    prompts = [prompt_text(g.problem) for g in groups]
+    prompts = policy_prompts([g.problem for g in groups], tokenizer, prompt_style)
     enc = tokenizer(prompts, return_tensors="pt", padding=True)
     T = max(len(t) for t in trajs)
     response_ids = torch.full((len(trajs), T), tokenizer.pad_token_id, dtype=torch.long)  # (B, T)

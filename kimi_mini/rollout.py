@@ -76,6 +76,21 @@ class Rollouts:
     def __len__(self) -> int:
         return self.response_ids.shape[0]
 
+    def select(self, rows: torch.Tensor) -> Rollouts:
+        """The rows ``rows`` (whole groups, in order) as Rollouts of the same width T."""
+        picked = rows.tolist()
+        out = {}
+        for key, value in self.__dict__.items():
+            if isinstance(value, torch.Tensor):
+                out[key] = value[rows.to(value.device)]
+            elif key in ("finish_reason", "texts"):
+                out[key] = [value[i] for i in picked]
+            elif key == "prompts":
+                out[key] = [value[i] for i in sorted({i // self.group_size for i in picked})]
+            else:
+                out[key] = value
+        return Rollouts(**out)
+
     def to(self, device) -> Rollouts:
         moved = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in self.__dict__.items()}
         return Rollouts(**moved)
@@ -283,7 +298,9 @@ def token_logprobs(
     """
     temperature = rollouts.temperature if temperature is None else temperature
     if length_buckets <= 1:
-        return _bucket_logprobs(policy, rollouts, torch.arange(len(rollouts), device=rollouts.mask.device), temperature)
+        rows = torch.arange(len(rollouts), device=rollouts.mask.device)
+        out = _bucket_logprobs(policy, rollouts, rows, temperature)  # (B, T_rows)
+        return torch.nn.functional.pad(out, (0, rollouts.mask.shape[1] - out.shape[1]))  # (B, T)
     out = torch.zeros(rollouts.mask.shape, dtype=torch.float32, device=rollouts.mask.device)  # (B, T)
     for rows in _length_buckets(rollouts, length_buckets):
         part = _bucket_logprobs(policy, rollouts, rows, temperature)  # (b, T_rows)

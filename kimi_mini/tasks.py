@@ -38,6 +38,8 @@ __all__ = [
     "make_problem",
     "make_problems",
     "prompt_text",
+    "instruction_text",
+    "policy_prompts",
     "search_trace",
     "guess_trace",
     "warmup_example",
@@ -124,6 +126,37 @@ def prompt_text(problem: Problem) -> str:
     """The prompt the policy continues, e.g. ``"4 3 5 -> 17\\n"``."""
     a, b, c = problem.numbers
     return f"{a} {b} {c} -> {problem.target}\n"
+
+
+def instruction_text(problem: Problem) -> str:
+    """The problem as an instruction for a pretrained chat model, asking for the verifier's answer line."""
+    a, b, c = problem.numbers
+    return (
+        f"Use the numbers {a}, {b} and {c}, each exactly once, and two of the operations +, - and *, to make "
+        f"{problem.target}. The expression must have the form (x op y) op z. Think it through, then end with "
+        "one line in exactly this format, with no spaces inside the expression: answer (2+1)*3"
+    )
+
+
+def policy_prompts(problems: list[Problem], tokenizer, style: str = "trace") -> list[str]:
+    """The prompts a policy continues: ``"trace"``, the tiny policy's :func:`prompt_text`; ``"chat"``, the
+    :func:`instruction_text` in the tokenizer's chat template (a pretrained instruction model)."""
+    if style == "trace":
+        return [prompt_text(p) for p in problems]
+    if style != "chat":
+        raise ValueError(f"prompt style {style!r} is invalid: it must be 'trace' or 'chat'")
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise ValueError(
+            "prompt_style = 'chat' needs a tokenizer with a chat template (an instruction model such as "
+            "Qwen/Qwen2.5-0.5B-Instruct); this one has none: use prompt_style = 'trace'"
+        )
+    bos = tokenizer.bos_token or ""
+    out = []
+    for p in problems:
+        messages = [{"role": "user", "content": instruction_text(p)}]
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        out.append(text[len(bos) :] if bos and text.startswith(bos) else text)  # the tokenizer adds its own BOS
+    return out
 
 
 def search_trace(problem: Problem, rng: random.Random) -> str:

@@ -40,7 +40,7 @@ from .partial import ReplayBuffer, assemble, partial_rollout_step
 from .rewards import length_penalty, overlong_punishment, penalty_weight
 from .rollout import rollout_rewards, sample, token_logprobs
 from .sampling import ProblemPool, draw, guessable
-from .tasks import DIFFICULTIES, make_problems, prompt_text
+from .tasks import DIFFICULTIES, make_problems, policy_prompts
 
 __all__ = [
     "RLConfig",
@@ -74,26 +74,46 @@ def update_policy(policy, rollouts, rewards, cfg: RLConfig, iteration: int = 0, 
     """``cfg.grad_steps`` AdamW steps of ``cfg.loss`` on one iteration's samples, from a fresh optimizer.
 
     ``rollouts.logprobs`` are pi_i's log-probs, frozen. ``after_step(step, logprobs)``, if given, sees the
-    (B, T) log-probs each step used (before its update). Returns the last loss; raises FloatingPointError
-    if a loss is not finite.
+    (B, T) log-probs each step used (before its update). With ``cfg.micro_batch_groups`` each step sums
+    the gradients of chunks of that many groups (less memory, same step). Returns the last loss; raises
+    FloatingPointError if a loss is not finite.
     """
     policy.train()
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)  # reset every iteration
     loss_mask = (rollouts.mask if rollouts.loss_mask is None else rollouts.loss_mask).float()  # (B, T)
     for step in range(cfg.grad_steps):
-        logprobs = token_logprobs(policy, rollouts, length_buckets=cfg.length_buckets)  # (B, T)
-        loss = _policy_loss(cfg, logprobs, rollouts.logprobs, loss_mask, rewards)
+        optimizer.zero_grad(set_to_none=True)
+        logprobs, loss = _backward_in_chunks(policy, rollouts, rewards, loss_mask, cfg)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"iteration {iteration}, gradient step {step}: the {cfg.loss} loss is {loss.item()}"
             )
         if after_step is not None:
-            after_step(step, logprobs.detach())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+            after_step(step, logprobs)
         optimizer.step()
     policy.eval()
-    return loss.detach()
+    return loss
+
+
+def _backward_in_chunks(policy, rollouts, rewards, loss_mask, cfg: RLConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients of the loss on the whole batch, computed ``cfg.micro_batch_groups`` groups at a time.
+
+    Each chunk's loss is weighted by its share of the rows, so for losses that average over sequences
+    (omd, reinforce, grpo) the summed gradient is the whole batch's. Returns the (B, T) log-probs (no
+    gradients) and the loss, both detached."""
+    B = len(rollouts)
+    size = B if cfg.micro_batch_groups == 0 else min(B, cfg.micro_batch_groups * cfg.group_size)
+    logprobs_all, total = torch.zeros_like(rollouts.logprobs), torch.zeros((), device=rollouts.logprobs.device)
+    for start in range(0, B, size):
+        rows = torch.arange(start, min(start + size, B), device=rollouts.mask.device)
+        part = rollouts if size == B else rollouts.select(rows)
+        logprobs = token_logprobs(policy, part, length_buckets=cfg.length_buckets)  # (b, T)
+        loss = _policy_loss(cfg, logprobs, part.logprobs, loss_mask[rows], rewards[rows]) * (len(rows) / B)
+        if torch.isfinite(loss):
+            loss.backward()
+        logprobs_all[rows] = logprobs.detach()
+        total = total + loss.detach()
+    return logprobs_all, total
 
 
 def length_rewards(lengths: torch.Tensor, correct: torch.Tensor, cfg: RLConfig, iteration: int) -> torch.Tensor:
@@ -165,9 +185,8 @@ def heldout_metrics(policy, tokenizer, cfg: RLConfig, task_cfg=None) -> dict:
     ``answer`` line, the rest being reasoning) and both per difficulty (``eval_accuracy_hard``, ...)."""
     task_cfg = task_cfg or TaskConfig()
     problems = make_problems(cfg.eval_problems, seed=10_000_019 + cfg.seed, cfg=task_cfg)  # a seed never trained on
-    rollouts = sample(
-        policy, tokenizer, [prompt_text(p) for p in problems], 1, cfg.max_new_tokens, cfg.temperature, seed=cfg.seed
-    )
+    prompts = policy_prompts(problems, tokenizer, cfg.prompt_style)
+    rollouts = sample(policy, tokenizer, prompts, 1, cfg.max_new_tokens, cfg.temperature, seed=cfg.seed)
     correct = rollout_rewards(problems, rollouts)  # (N,)
     lengths = rollouts.lengths.float().cpu()  # (N,)
     answer = torch.tensor(
@@ -199,6 +218,11 @@ def evaluate_heldout(policy, tokenizer, cfg: RLConfig, task_cfg=None) -> float:
     return heldout_metrics(policy, tokenizer, cfg, task_cfg)["eval_accuracy"]
 
 
+def _sampled_counts(problems) -> dict:
+    """How many problems of each difficulty an iteration started (logged with pool samplers)."""
+    return {f"sampled_{level}": sum(p.difficulty == level for p in problems) for level in DIFFICULTIES}
+
+
 def _rollouts_plain(policy, tokenizer, cfg: RLConfig, iteration: int, task_cfg, pool: ProblemPool | None):
     seed = _iteration_seed(cfg, iteration)
     extra = {}
@@ -207,12 +231,11 @@ def _rollouts_plain(policy, tokenizer, cfg: RLConfig, iteration: int, task_cfg, 
     else:
         indices = draw(pool, cfg.sampling, iteration, cfg.prompts_per_iteration, seed, cfg.curriculum_switch)
         problems = [pool.problems[i] for i in indices]
-        extra = dict(pool_indices=indices)
-        extra.update({f"sampled_{level}": sum(p.difficulty == level for p in problems) for level in DIFFICULTIES})
+        extra = dict(pool_indices=indices, **_sampled_counts(problems))
     rollouts = sample(
         policy,
         tokenizer,
-        [prompt_text(p) for p in problems],
+        policy_prompts(problems, tokenizer, cfg.prompt_style),
         cfg.group_size,
         cfg.max_new_tokens,
         cfg.temperature,
@@ -221,8 +244,11 @@ def _rollouts_plain(policy, tokenizer, cfg: RLConfig, iteration: int, task_cfg, 
     return problems, rollouts, extra
 
 
-def _rollouts_partial(policy, tokenizer, cfg: RLConfig, iteration: int, task_cfg, buffer: ReplayBuffer):
-    step = partial_rollout_step(policy, tokenizer, buffer, cfg, iteration, _iteration_seed(cfg, iteration), task_cfg)
+def _rollouts_partial(
+    policy, tokenizer, cfg: RLConfig, iteration: int, task_cfg, buffer: ReplayBuffer, pool: ProblemPool | None
+):
+    seed = _iteration_seed(cfg, iteration)
+    step = partial_rollout_step(policy, tokenizer, buffer, cfg, iteration, seed, task_cfg, pool=pool)
     groups = step["finished"]
     extra = dict(
         finished_groups=len(groups),
@@ -230,9 +256,13 @@ def _rollouts_partial(policy, tokenizer, cfg: RLConfig, iteration: int, task_cfg
         generated_tokens=step["generated_tokens"],
         buffer_rows=len(buffer.unfinished()),
     )
+    if pool is not None:
+        extra.update(_sampled_counts(step["new_problems"]))
     if not groups:
         return [], None, extra
-    rollouts = assemble(groups, tokenizer, iteration, cfg.temperature, cfg.mask_stale_segments)
+    if pool is not None:  # the success counts of the groups that finished now, whenever they started
+        extra["pool_indices"] = [g.index for g in groups]
+    rollouts = assemble(groups, tokenizer, iteration, cfg.temperature, cfg.mask_stale_segments, cfg.prompt_style)
     rollouts = rollouts.to(next(policy.parameters()).device)
     extra["reused_share"] = float((rollouts.sampled_in[rollouts.mask] < iteration).float().mean())
     return [g.problem for g in groups], rollouts, extra
@@ -244,7 +274,7 @@ def _one_iteration(
     start = time.perf_counter()
     policy.eval()
     if cfg.partial_rollouts:
-        problems, rollouts, extra = _rollouts_partial(policy, tokenizer, cfg, iteration, task_cfg, buffer)
+        problems, rollouts, extra = _rollouts_partial(policy, tokenizer, cfg, iteration, task_cfg, buffer, pool)
     else:
         problems, rollouts, extra = _rollouts_plain(policy, tokenizer, cfg, iteration, task_cfg, pool)
     rollout_seconds = time.perf_counter() - start

@@ -32,7 +32,9 @@ def test_train_runs_resumes_and_saves_a_policy(tmp_path, capsys, monkeypatch):
     args += ["--max-new-tokens", "16", "--eval-problems", "2", "--grad-steps", "1", "--loss", "grpo"]
     assert main(args + ["--iterations", "1"]) == 0
     capsys.readouterr()
-    assert main(args + ["--iterations", "2"]) == 0  # resumes: one more iteration
+    assert main(args + ["--iterations", "2"]) == 2  # no silent resume
+    assert "pass --resume" in capsys.readouterr().err
+    assert main(args + ["--iterations", "2", "--resume"]) == 0  # one more iteration
     out = json.loads(capsys.readouterr().out)
     assert out["iterations"] == 2 and len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
     assert main(["evaluate", "--policy", out["policy"], "--n", "2", "--max-new-tokens", "8"]) == 0
@@ -57,7 +59,7 @@ def test_train_rejects_bad_settings_and_mismatched_resume(tmp_path, capsys, monk
     ]
     assert main(["train", "--out", str(tmp_path), *small, "--eval-problems", "1"]) == 0
     capsys.readouterr()
-    assert main(["train", "--out", str(tmp_path), *small, "--eval-problems", "1", "--loss", "rest"]) == 2
+    assert main(["train", "--out", str(tmp_path), *small, "--eval-problems", "1", "--loss", "rest", "--resume"]) == 2
     assert "loss = 'omd' there, 'rest' here" in capsys.readouterr().err
 
 

@@ -3,6 +3,7 @@ import dataclasses
 import pytest
 
 from kimi_mini.config import PRESETS, Config, ModelConfig, RLConfig, SampleConfig, SFTConfig, TaskConfig, get_preset
+from kimi_mini.recipe import Long2ShortConfig, RecipeConfig
 
 # One invalid value per field; the test below fails if a field is added without an entry here.
 INVALID = {
@@ -50,7 +51,11 @@ INVALID = {
         pool_size=0,
         curriculum_switch=-1,
         guess_filter="yes",
+        prompt_style="markdown",
+        micro_batch_groups=-1,
     ),
+    Long2ShortConfig: dict(problems=0, samples=0, steps=0, lr=0.0, batch_size=0, seed=-1),
+    RecipeConfig: dict(preset="huge", sft=3, rl=None, long2short=RLConfig(), eval_problems=0),
 }
 
 

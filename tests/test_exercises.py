@@ -106,3 +106,30 @@ def test_prioritized_weights_check():
         check_prioritized_weights(lambda s, a, on: [x if a_ else 0.0 for x, a_ in zip(right(s, a, on), a)])
     with pytest.raises(AssertionError):  # the filter ignored
         check_prioritized_weights(lambda s, a, on: right(s, a, [True] * len(on)))
+
+
+def test_overlong_reward_check():
+    from kimi_mini.exercises import check_overlong_reward
+
+    def right(max_len, buffer):
+        def reward(completion_ids, **kwargs):
+            return [min(0.0, max(-1.0, (max_len - buffer - len(ids)) / buffer)) for ids in completion_ids]
+
+        return reward
+
+    def characters(max_len, buffer):  # counts the text, not the tokens
+        def reward(completions, **kwargs):
+            return [min(0.0, max(-1.0, (max_len - buffer - len(c)) / buffer)) for c in completions]
+
+        return reward
+
+    def no_floor(max_len, buffer):  # forgets that the punishment stops at -1
+        def reward(completion_ids, **kwargs):
+            return [min(0.0, (max_len - buffer - len(ids)) / buffer) for ids in completion_ids]
+
+        return reward
+
+    assert check_overlong_reward(right).startswith("All 100")
+    for wrong in (characters, no_floor):
+        with pytest.raises(AssertionError):
+            check_overlong_reward(wrong)

@@ -52,8 +52,6 @@ def test_filtered_problems_are_never_drawn_and_errors_are_clear():
         draw(pool, "uniform", 0, 5, seed=0)
     with pytest.raises(ValueError, match="sampler = 'fresh'"):
         sampling_weights(pool, "fresh", 0, 0)
-    with pytest.raises(ValueError, match="partial_rollouts"):
-        RLConfig(sampling="uniform", partial_rollouts=True)
     with pytest.raises(ValueError, match="pool_size = 8"):
         RLConfig(sampling="uniform", pool_size=8, prompts_per_iteration=16)
 
@@ -67,6 +65,18 @@ def test_the_guess_filter_drops_easy_problems_more_than_hard_ones():
     assert share["easy"] > share["hard"] + 0.2, share
 
 
+def assert_resume_matches(full, cfg, run_dir, tokenizer, tiny_config):
+    """Two iterations, stop, resume to the end: the same metrics as the uninterrupted run ``full``."""
+    torch.manual_seed(0)
+    half = RLConfig(**{**cfg.__dict__, "iterations": 2})
+    train_rl(build_policy(tiny_config, tokenizer), tokenizer, half, run_dir, progress=False)
+    torch.manual_seed(0)
+    resumed = train_rl(build_policy(tiny_config, tokenizer), tokenizer, cfg, run_dir, progress=False)
+    timing = {"rollout_seconds", "train_seconds", "tokens_per_second"}
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in timing} for r in rows]  # noqa: E731
+    assert strip(resumed) == strip(full)
+
+
 def test_pool_counts_survive_a_kill_and_resume(tmp_path, tokenizer, tiny_config):
     cfg = RLConfig(iterations=4, sampling="prioritized", pool_size=16, **SMALL)
     torch.manual_seed(0)
@@ -74,11 +84,19 @@ def test_pool_counts_survive_a_kill_and_resume(tmp_path, tokenizer, tiny_config)
     assert all(sum(row[f"sampled_{lv}"] for lv in ("easy", "mid", "hard")) == 4 for row in full)
     pool = json.loads((tmp_path / "a" / "checkpoint.json").read_text())["pool"]
     assert sum(pool["attempts"]) == 4 * 4 * 4  # 4 iterations x 4 problems x 4 samples
+    assert_resume_matches(full, cfg, tmp_path / "b", tokenizer, tiny_config)
+
+
+def test_pool_samplers_with_partial_rollouts_count_each_group_once_and_resume(tmp_path, tokenizer, tiny_config):
+    """A group that waits in the replay buffer is recorded in the pool in the iteration it finishes."""
+    cfg = RLConfig(iterations=4, sampling="prioritized", pool_size=16, partial_rollouts=True, segment_tokens=8, **SMALL)
     torch.manual_seed(0)
-    half = RLConfig(**{**cfg.__dict__, "iterations": 2})
-    train_rl(build_policy(tiny_config, tokenizer), tokenizer, half, tmp_path / "b", progress=False)
-    torch.manual_seed(0)
-    resumed = train_rl(build_policy(tiny_config, tokenizer), tokenizer, cfg, tmp_path / "b", progress=False)
-    timing = {"rollout_seconds", "train_seconds", "tokens_per_second"}
-    strip = lambda rows: [{k: v for k, v in r.items() if k not in timing} for r in rows]  # noqa: E731
-    assert strip(resumed) == strip(full)
+    full = train_rl(build_policy(tiny_config, tokenizer), tokenizer, cfg, tmp_path / "a", progress=False)
+    meta = json.loads((tmp_path / "a" / "checkpoint.json").read_text())
+    finished = sum(row["finished_groups"] for row in full)
+    assert sum(meta["pool"]["attempts"]) == finished * 4  # 4 samples per finished group
+    started = sum(sum(row[f"sampled_{lv}"] for lv in ("easy", "mid", "hard")) for row in full)
+    waiting = meta["buffer"]["groups"]
+    assert started == finished + len(waiting) and finished > 0 and waiting  # some groups span iterations
+    assert all(g["index"] is not None for g in waiting)
+    assert_resume_matches(full, cfg, tmp_path / "b", tokenizer, tiny_config)

@@ -178,3 +178,33 @@ def test_the_length_reward_is_added_after_its_warmup(tmp_path, tokenizer, tiny_c
             tmp_path,
             progress=False,
         )
+
+
+@pytest.mark.parametrize("loss", ["omd", "grpo", "reinforce"])
+def test_micro_batches_give_the_whole_batch_gradient(loss):
+    from kimi_mini.rollout import rollout_rewards, sample
+    from kimi_mini.tasks import make_problems, prompt_text
+    from kimi_mini.train import _backward_in_chunks
+    from kimi_mini.warmup import load_warmup_policy
+
+    policy, tokenizer = load_warmup_policy()
+    problems = make_problems(4, seed=11)
+    rollouts = sample(policy, tokenizer, [prompt_text(p) for p in problems], 4, 64, seed=0)
+    rewards = rollout_rewards(problems, rollouts)
+    assert 0 < rewards.sum() < len(rewards)
+    got = {}
+    for groups in (0, 1, 3):
+        policy.zero_grad(set_to_none=True)
+        cfg = RLConfig(loss=loss, group_size=4, micro_batch_groups=groups)
+        logprobs, loss_value = _backward_in_chunks(policy, rollouts, rewards, rollouts.mask.float(), cfg)
+        grads = torch.cat([p.grad.flatten() for p in policy.parameters()])
+        got[groups] = (logprobs, loss_value, grads)
+    whole = got[0]
+    assert whole[2].abs().max() > 0
+    for groups in (1, 3):
+        assert torch.allclose(got[groups][0], whole[0], atol=1e-5)
+        assert torch.allclose(got[groups][1], whole[1], atol=1e-6)
+        assert torch.allclose(got[groups][2], whole[2], rtol=1e-4, atol=1e-6), (
+            groups,
+            (got[groups][2] - whole[2]).abs().max(),
+        )

@@ -12,6 +12,25 @@ from kimi_mini.warmup import load_warmup_policy
 PROMPT = "4 3 5 -> 17\n"
 
 
+def _grpo_args(tmp_path, **overrides):
+    settings = dict(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=8,
+        num_generations=4,
+        max_completion_length=64,
+        max_steps=2,
+        learning_rate=1e-4,
+        logging_steps=1,
+        report_to=[],
+        use_cpu=True,
+        save_strategy="no",
+        beta=0.0,
+        scale_rewards="none",
+        seed=0,
+    )
+    return GRPOConfig(**{**settings, **overrides})
+
+
 def test_countdown_reward_accepts_text_and_chat_completions():
     completions = ["answer (4*3)+5", [{"content": "answer (4+3)+5"}], "no answer"]
     assert countdown_reward(completions, [[4, 3, 5]] * 3, [17] * 3) == [1.0, 0.0, 0.0]
@@ -40,20 +59,7 @@ def test_grpo_trainer_runs_with_kimi_minis_rewards_on_cpu(tmp_path):
     before = {k: v.clone() for k, v in policy.state_dict().items()}
     dataset = countdown_dataset(32, seed=1)
     assert dataset[0]["prompt"] == prompt_text(make_problems(1, seed=1)[0])
-    args = GRPOConfig(
-        output_dir=str(tmp_path),
-        per_device_train_batch_size=8,
-        num_generations=4,
-        max_completion_length=96,
-        max_steps=2,
-        learning_rate=1e-4,
-        logging_steps=1,
-        report_to=[],
-        use_cpu=True,
-        save_strategy="no",
-        beta=0.0,
-        seed=0,
-    )
+    args = _grpo_args(tmp_path, max_completion_length=96, scale_rewards="group")  # TRL's GRPO as it comes
     trainer = GRPOTrainer(
         model=policy,
         reward_funcs=[countdown_reward, make_length_reward(4)],
@@ -64,4 +70,70 @@ def test_grpo_trainer_runs_with_kimi_minis_rewards_on_cpu(tmp_path):
     trainer.train()
     logged = [row for row in trainer.state.log_history if "rewards/k15_length_reward/mean" in row]
     assert len(logged) == 2 and all(0 <= row["rewards/countdown_reward/mean"] <= 1 for row in logged)
+    assert any(not torch.equal(before[k], v) for k, v in policy.state_dict().items())
+
+
+def test_omd_trainer_loss_is_kimi_minis_omd_loss(tmp_path):
+    from kimi_mini.losses import omd_loss
+    from kimi_mini.rollout import sample
+    from kimi_mini.trl import OMDTrainer
+
+    policy, tokenizer = load_warmup_policy()
+    trainer = OMDTrainer(
+        model=policy,
+        reward_funcs=[countdown_reward],
+        args=_grpo_args(tmp_path),
+        train_dataset=countdown_dataset(8, seed=1),
+        processing_class=tokenizer,
+        tau=0.5,
+    )
+    problems = make_problems(2, seed=5)
+    rollouts = sample(policy, tokenizer, [prompt_text(p) for p in problems], 4, 48, seed=0)
+    rewards = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0])
+    mask = rollouts.mask.long()  # (B, T)
+    inputs = dict(
+        prompt_ids=rollouts.prompt_ids,
+        prompt_mask=rollouts.prompt_mask,
+        completion_ids=rollouts.response_ids,
+        completion_mask=mask,
+        advantages=rewards - rewards.view(2, 4).mean(1).repeat_interleave(4),
+    )
+    policy.eval()  # no gradient accumulation scaling
+    logps = trainer._get_per_token_logps_and_entropies(
+        policy,
+        torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], 1),
+        torch.cat([inputs["prompt_mask"], mask], 1),
+        mask.shape[1],
+    )[0]
+    inputs["old_per_token_logps"] = (logps + 0.05 * torch.randn_like(logps)).detach() * mask  # a stale pi_i
+    want = omd_loss(logps, inputs["old_per_token_logps"], mask.float(), rewards, 4, tau=0.5)
+    got = trainer._compute_loss(policy, inputs)
+    assert torch.allclose(got, want, atol=1e-5), (got, want)
+    for bad, match in ((dict(scale_rewards="group"), "scale_rewards='none'"), (dict(beta=0.1), "beta=0.0")):
+        with pytest.raises(ValueError, match=match):
+            OMDTrainer(
+                model=policy,
+                reward_funcs=[countdown_reward],
+                args=_grpo_args(tmp_path, **bad),
+                train_dataset=countdown_dataset(8, seed=1),
+                processing_class=tokenizer,
+            )
+
+
+def test_omd_trainer_trains_with_two_gradient_steps_per_batch(tmp_path):
+    from kimi_mini.trl import OMDTrainer
+
+    policy, tokenizer = load_warmup_policy()
+    before = {k: v.clone() for k, v in policy.state_dict().items()}
+    trainer = OMDTrainer(
+        model=policy,
+        reward_funcs=[countdown_reward, make_length_reward(4)],
+        args=_grpo_args(tmp_path, num_iterations=2, max_steps=2),
+        train_dataset=countdown_dataset(32, seed=1),
+        processing_class=tokenizer,
+    )
+    trainer.train()
+    ratios = [row["omd/log_ratio_abs"] for row in trainer.state.log_history if "omd/log_ratio_abs" in row]
+    # step 1 samples and updates (rho = 0); step 2 reuses those samples: pi_theta has moved away from pi_i
+    assert len(ratios) == 2 and ratios[0] < 1e-6 < ratios[1], ratios
     assert any(not torch.equal(before[k], v) for k, v in policy.state_dict().items())
