@@ -34,16 +34,18 @@ def _cmd_warmup(args) -> None:
 
 
 def _cmd_evaluate(args) -> None:
-    from .config import SampleConfig
+    from .config import SampleConfig, get_preset
     from .device import get_device, set_threads
     from .evaluation import evaluate_policy, summarize_by_difficulty
     from .tasks import make_problems
-    from .warmup import EVAL_SEED, WARMUP_DIR, load_warmup_policy
+    from .warmup import EVAL_SEED, WARMUP_DIR
 
     cfg = SampleConfig(temperature=args.temperature, max_new_tokens=args.max_new_tokens)  # validate first
+    task = get_preset(args.preset).task
     set_threads(args.threads)
-    model, tokenizer = load_warmup_policy(get_device(), args.policy or WARMUP_DIR)
-    records = evaluate_policy(model, tokenizer, make_problems(args.n, EVAL_SEED), cfg, seed=args.seed)
+    model, tokenizer = _start_policy(args.policy or WARMUP_DIR, get_device(), args.dtype)
+    problems = make_problems(args.n, EVAL_SEED, task)
+    records = evaluate_policy(model, tokenizer, problems, cfg, seed=args.seed, prompt_style=args.prompt_style)
     print(json.dumps(summarize_by_difficulty(records), indent=1))
 
 
@@ -220,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_warmup)
     p = sub.add_parser("evaluate", help="sample and score a policy on held-out problems")
     p.add_argument("--policy", default=None, help="directory or hub name (default: the shipped warm-up)")
+    p.add_argument("--preset", default="cpu-tiny", help="the task settings of this preset (numbers up to 9 for gpu)")
+    p.add_argument("--prompt-style", default="trace", choices=("trace", "chat"), help="chat: a pretrained chat model")
+    p.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"), help="weights' dtype")
     p.add_argument("--n", type=int, default=256, metavar="N", help="held-out problems")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--max-new-tokens", type=int, default=480)
@@ -269,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:  # OSError: missing files, a hub name that does not exist
         print(f"kimi-mini: error: {err}", file=sys.stderr)
         return 2
     return 0

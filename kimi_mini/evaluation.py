@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .config import SampleConfig
-from .tasks import Problem, prompt_text, verify
+from .tasks import Problem, policy_prompts, verify
 
 __all__ = ["generate_responses", "evaluate_policy", "summarize", "summarize_by_difficulty"]
 
@@ -59,14 +59,19 @@ def generate_responses(
 
 
 def evaluate_policy(
-    model, tokenizer, problems: list[Problem], cfg: SampleConfig = SampleConfig(), seed: int = 0
+    model,
+    tokenizer,
+    problems: list[Problem],
+    cfg: SampleConfig = SampleConfig(),
+    seed: int = 0,
+    prompt_style: str = "trace",
 ) -> list[dict]:
     """One sampled response per problem, scored: adds ``difficulty``, ``correct`` and ``searched``.
 
     ``searched`` is True when the response tried at least one expression (a ``vs`` comparison) rather
-    than guessing straight away.
+    than guessing straight away. ``prompt_style="chat"`` asks a pretrained chat model (chapter 9).
     """
-    responses = generate_responses(model, tokenizer, [prompt_text(p) for p in problems], cfg, seed)
+    responses = generate_responses(model, tokenizer, policy_prompts(problems, tokenizer, prompt_style), cfg, seed)
     for problem, response in zip(problems, responses):
         response.update(
             difficulty=problem.difficulty,

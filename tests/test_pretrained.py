@@ -77,3 +77,12 @@ def test_the_cli_trains_a_pretrained_policy_with_the_gpu_preset(stand_in, tmp_pa
     assert out["iterations"] == 1 and (tmp_path / "run" / "policy" / "model.safetensors").exists()
     saved = json.loads((tmp_path / "run" / "checkpoint.json").read_text())["config"]
     assert saved["prompt_style"] == "chat" and saved["micro_batch_groups"] == 1 and saved["segment_tokens"] == 512
+
+
+def test_the_cli_evaluates_a_chat_model(stand_in, capsys, monkeypatch):
+    monkeypatch.setenv("KIMI_MINI_THREADS", "1")
+    args = ["evaluate", "--policy", str(stand_in), "--prompt-style", "chat", "--n", "3", "--max-new-tokens", "6"]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["all"]["n"] == 3
+    assert main(["evaluate", "--prompt-style", "chat", "--n", "1"]) == 2  # the tiny policy has no chat template
+    assert "chat template" in capsys.readouterr().err
