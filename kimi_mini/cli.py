@@ -115,11 +115,10 @@ def _cmd_recipe(args) -> None:
 
     given = _json_object(args.config, "recipe") if args.config else {}
     preset = given.pop("preset", args.preset)
-    for name in ("iterations", "sft_steps"):
-        value = getattr(args, name)
-        if value is not None:
-            part, field = ("rl", "iterations") if name == "iterations" else ("sft", "steps")
-            given[part] = {**given.get(part, {}), field: value}
+    if args.iterations is not None:  # flags win over the file
+        given["rl"] = {**given.get("rl", {}), "iterations": args.iterations}
+    if args.sft_steps is not None:
+        given["sft"] = {**given.get("sft", {}), "steps": args.sft_steps}
     cfg = recipe_config(preset, **given)  # validated before anything runs
     set_threads(args.threads)
     warmup_from = WARMUP_DIR if args.shipped_warmup else None

@@ -82,10 +82,10 @@ def make_length_reward(num_generations: int, weight: float = 1.0, warmup_steps: 
     return k15_length_reward
 
 
-def omd_per_sequence(per_token_logps, old_per_token_logps, mask, advantages, tau: float) -> torch.Tensor:
+def omd_per_sequence(rho: torch.Tensor, advantages: torch.Tensor, tau: float) -> torch.Tensor:
     """(B,) k1.5's surrogate per sequence, (A_j - tau * rho_j)^2 / (2 tau), with A_j = r_j - r_bar from TRL
-    and rho_j the sequence log-ratio: :func:`kimi_mini.losses.omd_loss` is its mean (report 2.3.2)."""
-    rho = sequence_log_ratio(per_token_logps, old_per_token_logps, mask)  # (B,)
+    and rho_j the sequence log-ratio log pi_theta(y_j|x) - log pi_i(y_j|x): :func:`kimi_mini.losses.omd_loss`
+    is its mean (report 2.3.2)."""
     return (advantages - tau * rho) ** 2 / (2 * tau)
 
 
@@ -124,10 +124,11 @@ def _omd_trainer_class():
             )  # (B, T)
             old = inputs.get("old_per_token_logps")  # (B, T), absent when pi_i is the current policy
             old = logps.detach() if old is None else old
-            per_sequence = omd_per_sequence(logps, old, mask, inputs["advantages"], self.tau)  # (B,)
+            rho = sequence_log_ratio(logps, old, mask)  # (B,)
+            per_sequence = omd_per_sequence(rho, inputs["advantages"], self.tau)  # (B,)
             mode = "train" if model.training else "eval"
-            rho = sequence_log_ratio(logps.detach(), old, mask)  # (B,)
-            self._metrics[mode]["omd/log_ratio_abs"].append(self.accelerator.gather(rho.abs().mean()).mean().item())
+            mean_abs_rho = rho.detach().abs().mean()
+            self._metrics[mode]["omd/log_ratio_abs"].append(self.accelerator.gather(mean_abs_rho).mean().item())
             normalizer = self.current_gradient_accumulation_steps if mode == "train" else 1.0
             return per_sequence.mean() / normalizer
 

@@ -93,10 +93,12 @@ def test_recipe_command(tmp_path, capsys, monkeypatch):
     config.write_text(json.dumps(TINY))
     out = tmp_path / "run"
     args = ["recipe", "--out", str(out), "--config", str(config), "--shipped-warmup", "--quiet", "--iterations", "2"]
+    args += ["--sft-steps", "5"]
     assert main(args) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [row["stage"] for row in rows] == ["warmup", "rl", "long2short"]
-    assert json.loads((out / "config.json").read_text())["rl"]["iterations"] == 2  # the flag beat the file
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["rl"]["iterations"] == 2 and saved["sft"]["steps"] == 5  # the flags beat the file
     assert main(args) == 2 and "--resume" in capsys.readouterr().err
     assert main(args + ["--resume"]) == 0
     assert main(["recipe", "--out", str(out), "--preset", "gpu", "--shipped-warmup"]) == 2
