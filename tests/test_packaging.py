@@ -50,3 +50,17 @@ def test_ci_runs_make_test():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
     readme = (ROOT / "README.md").read_text()
     assert readme.index("make book") < readme.index("make test") < readme.index("Colab")
+
+
+@pytest.mark.parametrize("chapter", sorted(p.name for p in (ROOT / "chapters").glob("*.ipynb")))
+def test_markdown_has_no_control_characters(chapter):
+    """A LaTeX command written into a notebook with one backslash from a Python string (``"$\tau$"``)
+    arrives as a tab, a backspace (``\bar``) or a carriage return (``\rho``) and renders as garbage."""
+    import json
+
+    cells = json.loads((ROOT / "chapters" / chapter).read_text())["cells"]
+    for i, cell in enumerate(cells):
+        if cell["cell_type"] == "markdown":
+            text = "".join(cell["source"])
+            bad = sorted({repr(c) for c in text if ord(c) < 32 and c != "\n"})
+            assert not bad, f"{chapter} cell {i}: control characters {bad}"
