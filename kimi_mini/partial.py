@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 import torch
 
 from .rollout import Rollouts, response_text, sample
-from .sampling import ProblemPool, draw
-from .tasks import Problem, make_problems, policy_prompts
+from .sampling import ProblemPool, iteration_problems
+from .tasks import Problem, policy_prompts
 
 __all__ = ["Segment", "Trajectory", "Group", "ReplayBuffer", "find_repeat", "partial_rollout_step", "assemble"]
 
@@ -124,15 +124,6 @@ def find_repeat(ids: list[int], start: int, block: int, times: int) -> int | Non
     return None
 
 
-def _new_problems(cfg, iteration: int, seed: int, task_cfg, pool, n: int) -> tuple[list[Problem], list]:
-    """The first ``n`` problems of the iteration's draw (with an empty buffer, exactly plain rollouts'
-    problems) and their pool indices (None without a pool)."""
-    if pool is None:
-        return make_problems(cfg.prompts_per_iteration, seed=seed, cfg=task_cfg)[:n], [None] * n
-    indices = draw(pool, cfg.sampling, iteration, cfg.prompts_per_iteration, seed, cfg.curriculum_switch)[:n]
-    return [pool.problems[i] for i in indices], indices
-
-
 def partial_rollout_step(
     policy,
     tokenizer,
@@ -154,7 +145,9 @@ def partial_rollout_step(
     carried = buffer.unfinished()
     n_new = max(0, (capacity - len(carried)) // k)
     stats = dict(carried_rows=len(carried), new_groups=n_new, generated_tokens=0, seconds=0.0, steps=0, row_steps=0)
-    problems, indices = _new_problems(cfg, iteration, seed, task_cfg, pool, n_new)
+    problems, indices = iteration_problems(cfg, iteration, seed, task_cfg, pool)
+    # The first n_new of the iteration's draw: with an empty buffer, exactly plain rollouts' problems.
+    problems, indices = problems[:n_new], indices[:n_new]
     groups = [Group(p, iteration, [Trajectory() for _ in range(k)], i) for p, i in zip(problems, indices)]
     stats["new_problems"] = problems
     calls = []

@@ -29,7 +29,7 @@ from .config import SAMPLERS
 from .search import direct_answers
 from .tasks import Problem, make_problems, verify
 
-__all__ = ["SAMPLERS", "POOL_SEED", "ProblemPool", "sampling_weights", "draw", "guessable"]
+__all__ = ["SAMPLERS", "POOL_SEED", "ProblemPool", "sampling_weights", "draw", "iteration_problems", "guessable"]
 
 #: Seed of the training pool (plus the run's seed); held-out problems use their own seeds.
 POOL_SEED = 20_000_003
@@ -113,6 +113,15 @@ def draw(pool: ProblemPool, sampler: str, iteration: int, n: int, seed: int, cur
         rest[first] = 0
         first += torch.multinomial(rest, n - len(first), replacement=False, generator=gen).tolist()
     return first
+
+
+def iteration_problems(cfg, iteration: int, seed: int, task_cfg, pool: ProblemPool | None) -> tuple[list, list]:
+    """An iteration's ``cfg.prompts_per_iteration`` problems and their pool indices: fresh ones from
+    ``seed`` (indices None) without a pool, else a ``cfg.sampling`` draw from ``pool``."""
+    if pool is None:
+        return make_problems(cfg.prompts_per_iteration, seed=seed, cfg=task_cfg), [None] * cfg.prompts_per_iteration
+    indices = draw(pool, cfg.sampling, iteration, cfg.prompts_per_iteration, seed, cfg.curriculum_switch)
+    return [pool.problems[i] for i in indices], indices
 
 
 def guessable(policy, tokenizer, problems: list[Problem], tries: int = 8, seed: int = 0) -> list[bool]:

@@ -39,7 +39,7 @@ from .config import LOSSES, RLConfig, TaskConfig
 from .partial import ReplayBuffer, assemble, partial_rollout_step
 from .rewards import length_penalty, overlong_punishment, penalty_weight
 from .rollout import rollout_rewards, sample, token_logprobs
-from .sampling import ProblemPool, draw, guessable
+from .sampling import ProblemPool, guessable, iteration_problems
 from .tasks import DIFFICULTIES, make_problems, policy_prompts
 
 __all__ = [
@@ -225,13 +225,8 @@ def _sampled_counts(problems) -> dict:
 
 def _rollouts_plain(policy, tokenizer, cfg: RLConfig, iteration: int, task_cfg, pool: ProblemPool | None):
     seed = _iteration_seed(cfg, iteration)
-    extra = {}
-    if pool is None:
-        problems = make_problems(cfg.prompts_per_iteration, seed=seed, cfg=task_cfg)
-    else:
-        indices = draw(pool, cfg.sampling, iteration, cfg.prompts_per_iteration, seed, cfg.curriculum_switch)
-        problems = [pool.problems[i] for i in indices]
-        extra = dict(pool_indices=indices, **_sampled_counts(problems))
+    problems, indices = iteration_problems(cfg, iteration, seed, task_cfg, pool)
+    extra = {} if pool is None else dict(pool_indices=indices, **_sampled_counts(problems))
     rollouts = sample(
         policy,
         tokenizer,
