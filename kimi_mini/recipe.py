@@ -72,8 +72,20 @@ class RecipeConfig(_Validated):
     long2short: Long2ShortConfig = part(Long2ShortConfig, "Stage 3, long2short.")
     eval_problems: int = option(512, "Held-out problems every stage is scored on.", lo=1, hi=1_000_000)
 
+    @property
+    def task(self):
+        """The preset's task: every stage trains and evaluates on its problems."""
+        return get_preset(self.preset).task
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def _check_combinations(self) -> None:
+        if self.rl.prompt_style != "trace":
+            raise ValueError(
+                f"RecipeConfig.rl.prompt_style = {self.rl.prompt_style!r} is invalid: the recipe trains its own "
+                "policy on trace prompts; train a pretrained chat model with `kimi-mini train --prompt-style chat`."
+            )
 
 
 def recipe_config(preset: str = "cpu-tiny", **parts) -> RecipeConfig:
@@ -119,7 +131,7 @@ def _finish_stage(path: Path, record: dict) -> dict:
 
 def _evaluate(policy, tokenizer, cfg: RecipeConfig) -> dict:
     """One sample per held-out problem at the RL budget: the same problems for every stage."""
-    return heldout_metrics(policy, tokenizer, replace(cfg.rl, eval_problems=cfg.eval_problems, seed=0))
+    return heldout_metrics(policy, tokenizer, replace(cfg.rl, eval_problems=cfg.eval_problems, seed=0), cfg.task)
 
 
 def _warmup_stage(cfg: RecipeConfig, path: Path, start_from: Path | None, device, progress: bool) -> dict:
@@ -138,7 +150,7 @@ def _warmup_stage(cfg: RecipeConfig, path: Path, start_from: Path | None, device
 def _rl_stage(cfg: RecipeConfig, path: Path, warmup: Path, device, resume: bool, progress: bool) -> dict:
     policy, tokenizer = load_warmup_policy(device, warmup)
     start = time.perf_counter()
-    history = train_rl(policy, tokenizer, cfg.rl, path, resume=resume, progress=progress)
+    history = train_rl(policy, tokenizer, cfg.rl, path, task_cfg=cfg.task, resume=resume, progress=progress)
     seconds = sum(row["rollout_seconds"] + row["train_seconds"] for row in history)  # across resumes
     save_policy(policy, tokenizer, path / "policy")
     return dict(
@@ -150,7 +162,7 @@ def _long2short_stage(cfg: RecipeConfig, path: Path, long_dir: Path, device, pro
     l2s = cfg.long2short
     policy, tokenizer = load_warmup_policy(device, long_dir)
     start = time.perf_counter()
-    problems = make_problems(l2s.problems, seed=l2s.seed, cfg=get_preset(cfg.preset).task)
+    problems = make_problems(l2s.problems, seed=l2s.seed, cfg=cfg.task)
     rollouts = sample(
         policy, tokenizer, [prompt_text(p) for p in problems], l2s.samples, cfg.rl.max_new_tokens, 1.0, seed=l2s.seed
     )

@@ -36,6 +36,9 @@ def test_recipe_config_switches_everything_on_and_names_bad_fields():
         recipe_config(long2short=dict(samples=0))
     with pytest.raises(ValueError, match="preset = 'huge'"):
         recipe_config("huge")
+    with pytest.raises(ValueError, match="rl.prompt_style = 'chat'"):
+        recipe_config(rl=dict(prompt_style="chat"))
+    assert recipe_config("gpu").task.max_number == 9  # RL and evaluation use the preset's problems too
 
 
 def test_the_recipe_runs_every_stage_resumes_and_protects_its_directory(tmp_path, monkeypatch):
