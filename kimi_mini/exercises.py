@@ -41,8 +41,17 @@ def verifier_cases(n_random: int = 200, seed: int = 0) -> list[tuple[Problem, ob
         "",
         "17",
         "4*3=12: 12+5=17 vs 17!",  # found it but never answered
-        "answer (4*3)+5!!",  # trailing junk after a valid answer
+        "answer (4*3)+5!!",  # text after the expression: the line is not an answer
         "answer (45*3)+5",  # a two-digit number
+        "answer (4*3)+55",  # a digit appended: 67, not 17 (an older verifier read (4*3)+5)
+        "answer (4*3)+5*0",  # an operation appended
+        "answer (4*3)+5.5",  # a decimal appended
+        "answer (4*3)+5e3",  # an exponent appended
+        "answer (\u0664*\u0663)+\u0665",  # Arabic-Indic digits: only 0-9 count
+        "answer (\uff14*\uff13)+\uff15",  # full-width digits
+        "so the answer (4*3)+5",  # not on a line of its own
+        "answer (4*3)+5\nanswer",  # the last answer line is unfinished
+        "4*3=12: 12+5=17 vs 17!\n  answer (4*3)+5 \r\n",  # spaces and a line break around the line
         "\x00answer\u2003(4*3)+5",
         None,
         b"answer (4*3)+5",
@@ -59,8 +68,9 @@ def verifier_cases(n_random: int = 200, seed: int = 0) -> list[tuple[Problem, ob
 def check_verifier(fn: Callable[[tuple[int, int, int], int, object], int]) -> str:
     """Chapter 1: ``fn(numbers, target, response)`` must return what :func:`kimi_mini.tasks.verify` returns.
 
-    That is 1 when the *last* ``answer (x op y) op z`` in the response uses the problem's numbers once each
-    and reaches the target, else 0, and it must never raise. Raises ``AssertionError`` on the first case
+    That is 1 when the *last* line of the response that starts with ``answer`` is exactly
+    ``answer (x op y) op z`` (ASCII digits, nothing after the expression; spaces around the line are
+    allowed), uses the problem's numbers once each and reaches the target, else 0, and it must never raise. Raises ``AssertionError`` on the first case
     where ``fn`` disagrees or raises.
     """
     cases = verifier_cases()

@@ -43,6 +43,7 @@ __all__ = [
     "search_trace",
     "guess_trace",
     "warmup_example",
+    "answer_line",
     "extract_answer",
     "verify",
     "reward",
@@ -51,7 +52,8 @@ __all__ = [
 OPS = ("+", "-", "*")
 DIFFICULTIES = ("easy", "mid", "hard")
 ANSWER_PREFIX = "answer "
-_ANSWER_RE = re.compile(r"answer \((\d)([-+*])(\d)\)([-+*])(\d)")
+#: The whole answer line: single ASCII digits (``\d`` would also take Arabic-Indic and other digits).
+_ANSWER_RE = re.compile(r"answer \(([0-9])([-+*])([0-9])\)([-+*])([0-9])")
 
 
 @dataclass(frozen=True)
@@ -196,24 +198,32 @@ def warmup_example(problem: Problem, rng: random.Random, cfg: TaskConfig = TaskC
     return prompt_text(problem), response
 
 
-def extract_answer(response: str) -> str | None:
-    """The last ``answer (x op y) op z`` in ``response``, or None. Never raises."""
+def answer_line(response: str) -> str | None:
+    """The last line of ``response`` that starts with ``answer`` (spaces, tabs and ``\\r`` around it
+    removed), or None. Never raises."""
     if not isinstance(response, str):
         return None
-    matches = _ANSWER_RE.findall(response)
-    if not matches:
-        return None
-    x, op1, y, op2, z = matches[-1]
-    return f"({x}{op1}{y}){op2}{z}"
+    lines = (line.strip(" \t\r") for line in response.split("\n"))
+    answers = [line for line in lines if line.startswith("answer")]
+    return answers[-1] if answers else None
+
+
+def extract_answer(response: str) -> str | None:
+    """The expression ``(x op y) op z`` of the response's :func:`answer_line`, or None unless that whole
+    line is exactly ``answer (x op y) op z`` with single ASCII digits. Never raises."""
+    line = answer_line(response)
+    m = _ANSWER_RE.fullmatch(line) if line is not None else None
+    return line[len(ANSWER_PREFIX) :] if m else None
 
 
 def verify(problem: Problem, response: str) -> int:
-    """1 if the response's answer uses each number once and reaches the target, else 0. Never raises."""
+    """1 if the response's last answer line is exactly ``answer (x op y) op z``, uses each of the problem's
+    numbers once and reaches the target, else 0. Text after the expression makes the line invalid
+    (``answer (4*3)+55`` is not ``(4*3)+5``). Never raises."""
     answer = extract_answer(response)
     if answer is None:
         return 0
-    m = _ANSWER_RE.fullmatch(ANSWER_PREFIX + answer)
-    x, op1, y, op2, z = m.groups()
+    x, op1, y, op2, z = _ANSWER_RE.fullmatch(ANSWER_PREFIX + answer).groups()
     used = sorted(int(d) for d in (x, y, z))
     if used != sorted(problem.numbers):
         return 0

@@ -35,7 +35,42 @@ def _raises_on_garbage(numbers, target, response):
     return verify(Problem(numbers, target), response.strip())  # .strip() raises on None
 
 
-@pytest.mark.parametrize("wrong", [_first_answer, _value_only, _raises_on_garbage, lambda n, t, r: 0])
+def _any_line_prefix(numbers, target, response):  # the verifier before it read whole lines: foolable
+    if not isinstance(response, str):
+        return 0
+    found = re.findall(r"answer \((\d)([-+*])(\d)\)([-+*])(\d)", response)
+    return verify(Problem(numbers, target), "answer ({}{}{}){}{}".format(*found[-1])) if found else 0
+
+
+ANSWER = re.compile(r"answer \(([0-9])([-+*])([0-9])\)([-+*])([0-9])")
+
+
+def _apply(a, op, b):
+    return a + b if op == "+" else a - b if op == "-" else a * b
+
+
+def _chapter_solution(numbers, target, response):
+    """The solution chapter 1 shows for its verifier exercise."""
+    if not isinstance(response, str):
+        return 0
+    lines = [line.strip(" \t\r") for line in response.split("\n")]
+    answers = [line for line in lines if line.startswith("answer")]
+    if not answers:
+        return 0
+    found = ANSWER.fullmatch(answers[-1])  # the whole line, ASCII digits only
+    if found is None:
+        return 0
+    x, op1, y, op2, z = found.groups()
+    if sorted(map(int, (x, y, z))) != sorted(numbers):
+        return 0
+    return int(_apply(_apply(int(x), op1, int(y)), op2, int(z)) == target)
+
+
+def test_check_accepts_the_chapter_solution():
+    assert check_verifier(_chapter_solution) == f"All {len(verifier_cases())} checks passed."
+
+
+@pytest.mark.parametrize("wrong", [_first_answer, _value_only, _raises_on_garbage, _any_line_prefix, lambda n, t, r: 0])
 def test_check_rejects_wrong_verifiers(wrong):
     with pytest.raises(AssertionError):
         check_verifier(wrong)

@@ -1,3 +1,4 @@
+import ast
 import random
 from collections import Counter
 
@@ -10,6 +11,7 @@ from kimi_mini.tasks import (
     DIFFICULTIES,
     Problem,
     all_expressions,
+    answer_line,
     difficulty_of,
     extract_answer,
     guess_trace,
@@ -101,10 +103,15 @@ def test_warmup_mix_respects_guess_fraction():
     assert all(" vs " not in warmup_example(p, rng, TaskConfig(guess_fraction=1.0))[1] for p in make_problems(50, 1))
 
 
-def test_extract_answer_takes_the_last():
-    assert extract_answer("answer (1+2)*3 then answer (3-1)+2") == "(3-1)+2"
+def test_extract_answer_takes_the_last_answer_line_whole():
+    assert extract_answer("answer (1+2)*3\nanswer (3-1)+2") == "(3-1)+2"
+    assert extract_answer("answer (1+2)*3\n  answer (3-1)+2 \r\n") == "(3-1)+2"  # spaces around the line
+    assert extract_answer("answer (1+2)*3 then answer (3-1)+2") is None  # one line, not one expression
+    assert extract_answer("answer (1+2)*3\nanswer (3-1)+2!") is None  # the last answer line counts
     assert extract_answer("no answer here") is None
     assert extract_answer("answer 1+2+3") is None
+    assert answer_line("4*3=12: 12+5=17 vs 17!\nanswer (4*3)+5\n") == "answer (4*3)+5"
+    assert answer_line("the answer is 17") is None and answer_line(None) is None
 
 
 def test_verify_checks_numbers_and_value():
@@ -128,3 +135,107 @@ def test_verifier_never_raises_on_any_text(problem, text):
 @given(problems, st.one_of(st.none(), st.integers(), st.binary()))
 def test_verifier_never_raises_on_non_text(problem, value):
     assert verify(problem, value) == 0
+
+
+def test_text_after_the_answer_is_not_ignored():
+    """An older verifier read only a prefix of the answer line: both of these scored 1 for (3, 2, 4) -> 6."""
+    p = Problem((3, 2, 4), 6)
+    assert verify(p, "answer (4-2)*3") == 1
+    assert verify(p, "answer (4-2)*355") == 0  # (4-2)*355 = 710
+    assert verify(p, "answer (4-2)*3*0") == 0  # 0
+
+
+SUFFIXES = ("0", "*0", ".5", "e3", "5", "!", " 7", "=6", "+0", "x")
+FOREIGN_DIGITS = {
+    "arabic-indic": "\u0660",
+    "extended arabic-indic": "\u06f0",
+    "devanagari": "\u0966",
+    "full-width": "\uff10",
+    "mathematical bold": "\U0001d7ce",
+}
+
+
+def _foreign(expression: str, zero: str) -> str:
+    return "".join(chr(ord(zero) + int(c)) if c.isdigit() else c for c in expression)
+
+
+def test_on_500_problems_only_the_exact_answer_line_scores():
+    for p in make_problems(500, seed=11):
+        right = next(text for text, value in all_expressions(p.numbers) if value == p.target)
+        assert verify(p, "answer " + right) == 1
+        for suffix in SUFFIXES:
+            assert verify(p, f"answer {right}{suffix}") == 0, (p, suffix)
+        for name, zero in FOREIGN_DIGITS.items():
+            assert verify(p, "answer " + _foreign(right, zero)) == 0, (p, name)
+
+
+def _written_value(response: str, numbers) -> int | None:
+    """An independent reading of the last answer line: Python's own parser, whole numbers with + - * only,
+    each of ``numbers`` once. None if the line is anything else."""
+    lines = [line.strip(" \t\r") for line in response.split("\n") if line.strip(" \t\r").startswith("answer")]
+    if not lines or not lines[-1].startswith("answer "):
+        return None
+    try:
+        tree = ast.parse(lines[-1][len("answer ") :], mode="eval").body
+    except SyntaxError:
+        return None
+    used = []
+
+    def value(node):
+        if isinstance(node, ast.Constant) and type(node.value) is int and 0 <= node.value <= 9:
+            used.append(node.value)
+            return node.value
+        if isinstance(node, ast.BinOp) and type(node.op) in (ast.Add, ast.Sub, ast.Mult):
+            a, b = value(node.left), value(node.right)
+            return a + b if isinstance(node.op, ast.Add) else a - b if isinstance(node.op, ast.Sub) else a * b
+        raise ValueError(ast.dump(node))
+
+    try:
+        result = value(tree)
+    except ValueError:
+        return None
+    return result if sorted(used) == sorted(numbers) else None
+
+
+digits = st.sampled_from("0123456789") | st.sampled_from(["\u0664", "\uff13", "\u0967", "\u00b2", "\u2075"])
+ops = st.sampled_from("+-*") | st.sampled_from(["/", "x", "**"])
+junk = st.sampled_from(["", "", "", "0", "*0", ".5", "e3", "5", " ", "\t", "\r", "!", ")", "\nanswer", "\n"])
+
+
+@st.composite
+def answer_responses(draw):
+    """A problem and a response whose last line is an answer built from pieces: usually the problem's
+    numbers in the expected shape (often reaching the target), sometimes with foreign digits, other
+    operators, text after the expression or an earlier answer line."""
+    a, b, c = (draw(st.integers(0, 9)) for _ in range(3))
+    x, y, z = draw(st.permutations([str(a), str(b), str(c)]))
+    x, y, z = (draw(digits) if draw(st.integers(0, 9)) == 0 else d for d in (x, y, z))
+    op1, op2 = draw(ops), draw(ops)
+    written = f"({x}{op1}{y}){op2}{z}" if draw(st.integers(0, 9)) else f"{x}{op1}{y}{op2}{z}"
+    line = f"answer {written}{draw(junk)}"
+    target = apply(apply(a, op1, b), op2, c) if op1 in "+-*" and op2 in "+-*" else 0
+    target = target if draw(st.booleans()) else draw(st.integers(-5, 130))
+    before = draw(st.sampled_from(["", "4*3=12: 12+5=17 vs 17!\n", "answer (1+2)*3\n", "text answer (1+2)*3\n"]))
+    return Problem((a, b, c), target), before + line + draw(st.sampled_from(["", "\n", " ", "\nmore text"]))
+
+
+def apply(a, op, b):
+    return a + b if op == "+" else a - b if op == "-" else a * b
+
+
+@settings(max_examples=2000, deadline=None)
+@given(answer_responses())
+def test_every_accepted_answer_is_written_right(case):
+    """Property: whenever the verifier says 1, the last answer line, read by Python's parser, is an
+    expression of + - * over exactly the problem's numbers, and its value is the target."""
+    problem, response = case
+    if verify(problem, response):
+        assert _written_value(response, problem.numbers) == problem.target, response
+
+
+def test_the_property_test_sees_accepted_answers():
+    """The generator above is not vacuous: a good share of its responses are accepted."""
+    from hypothesis import find
+
+    problem, response = find(answer_responses(), lambda case: verify(*case) == 1)
+    assert _written_value(response, problem.numbers) == problem.target
