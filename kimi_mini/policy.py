@@ -15,6 +15,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedModel
 
 from .config import ModelConfig
+from .rundir import check_checksums, public_file, record_checksums
 
 __all__ = ["build_policy", "count_parameters", "save_policy", "load_policy"]
 
@@ -43,10 +44,14 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 
 def save_policy(model: PreTrainedModel, tokenizer, path: str | Path) -> Path:
-    """Save model (safetensors) and tokenizer to a directory that :func:`load_policy` reads."""
+    """Save model (safetensors) and tokenizer to a directory that :func:`load_policy` reads, with the
+    SHA-256 of every weight file in ``checksums.json`` (checked on load)."""
     path = Path(path)
     model.save_pretrained(path, safe_serialization=True)
     tokenizer.save_pretrained(path)
+    for weights in path.glob("*.safetensors"):
+        public_file(weights)  # safetensors writes them 0600
+    record_checksums(path)
     return path
 
 
@@ -60,7 +65,11 @@ def load_policy(
 
     Only safetensors weights are read, and remote code runs only if you pass ``trust_remote_code=True``
     yourself. The tokenizer pads on the left (for batched generation) and gets a pad token if it has none.
+    A local directory's weights are checked against their recorded SHA-256 first, and every loaded weight
+    must be finite: ValueError naming the file otherwise.
     """
+    if Path(name_or_path).is_dir():
+        check_checksums(name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
@@ -68,4 +77,9 @@ def load_policy(
     model = AutoModelForCausalLM.from_pretrained(
         name_or_path, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
     )
+    bad = [name for name, tensor in model.state_dict().items() if not torch.isfinite(tensor).all()]
+    if bad:
+        raise ValueError(
+            f"the weights of {name_or_path} are damaged: {len(bad)} tensor(s) hold NaN or infinite values ({bad[0]}, ...)"
+        )
     return model.to(device), tokenizer

@@ -5,12 +5,15 @@ the repository ships the result (2.6 MB) in ``kimi_mini/checkpoints/warmup-cpu-t
 regenerates it: same seed, same data, same steps. ``metrics.json`` beside the weights records how it was
 made (settings, versions, threads, time, the SHA-256 of the weights) and how well it does.
 
+The shipped checkpoints (:data:`SHIPPED_DIR`) are read-only to every command: writing a policy always
+needs an explicit destination, and replacing a shipped one needs ``replace_shipped=True``
+(``kimi-mini warmup --out kimi_mini/checkpoints/warmup-cpu-tiny --replace-shipped``, as ``make warmup`` does).
+
 Introduced in {ref}`ch1-shipped`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -21,37 +24,78 @@ from .config import Config, get_preset
 from .device import get_device, versions
 from .evaluation import evaluate_policy, summarize_by_difficulty
 from .policy import build_policy, count_parameters, load_policy, save_policy
+from .rundir import sha256_of
 from .sft import train_sft
 from .tasks import make_problems
 from .tokenizer import build_char_tokenizer
 
-__all__ = ["WARMUP_DIR", "EVAL_SEED", "train_warmup_policy", "load_warmup_policy", "sha256_of"]
+__all__ = [
+    "SHIPPED_DIR",
+    "WARMUP_DIR",
+    "SHIPPED_WARMUPS",
+    "EVAL_SEED",
+    "train_warmup_policy",
+    "load_warmup_policy",
+    "check_writable",
+    "sha256_of",
+]
 
-WARMUP_DIR = Path(__file__).parent / "checkpoints" / "warmup-cpu-tiny"
+#: The checkpoints that ship with the package.
+SHIPPED_DIR = Path(__file__).parent / "checkpoints"
+WARMUP_DIR = SHIPPED_DIR / "warmup-cpu-tiny"
+#: The shipped warm-up policy of each preset that has one.
+SHIPPED_WARMUPS = {"cpu-tiny": WARMUP_DIR, "cpu-small": SHIPPED_DIR / "warmup-cpu-small"}
 #: Seed of the held-out evaluation problems (training problems come from ``SFTConfig.seed``'s stream).
 EVAL_SEED = 12345
 
 
-def sha256_of(path: str | Path) -> str:
-    """Hex SHA-256 of a file."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+def _is_shipped(path: str | Path) -> bool:
+    path, shipped = Path(path).expanduser().resolve(), SHIPPED_DIR.resolve()
+    return path == shipped or shipped in path.parents
+
+
+def check_writable(path: str | Path, replace_shipped: bool = False, preset: str | None = None) -> Path:
+    """``path``, if a command may write a policy or a run there: ValueError for the shipped checkpoints,
+    unless ``replace_shipped`` and ``path`` is the shipped warm-up of ``preset`` itself."""
+    path = Path(path)
+    if not _is_shipped(path):
+        return path
+    own = SHIPPED_WARMUPS.get(preset)
+    if replace_shipped and own is not None and path.resolve() == own.resolve():
+        return path
+    if replace_shipped:
+        raise ValueError(
+            f"--replace-shipped replaces the shipped warm-up of preset {preset!r} ({own}) only, not {path}"
+            if own is not None
+            else f"preset {preset!r} has no shipped warm-up to replace: choose another --out"
+        )
+    raise ValueError(
+        f"{path} is inside the shipped checkpoints ({SHIPPED_DIR}), which commands never overwrite: choose "
+        "another directory (to regenerate a shipped warm-up on purpose, use `make warmup`)"
+    )
 
 
 def train_warmup_policy(
     cfg: Config | None = None,
-    out_dir: str | Path = WARMUP_DIR,
+    out_dir: str | Path | None = None,
     n_eval: int = 512,
     progress: bool = True,
     device: torch.device | str | None = None,
+    replace_shipped: bool = False,
+    preset: str = "cpu-tiny",
 ) -> dict:
     """Build the tiny policy, run the warm-up SFT on ``device``, save it to ``out_dir`` and evaluate it.
 
-    ``device`` defaults to :func:`kimi_mini.device.get_device` (CUDA when there is one); the weights are
-    saved from wherever they trained, and the evaluation samples there too.
+    ``out_dir`` is required; the shipped warm-up of ``preset`` is replaced only with ``replace_shipped``
+    (:func:`check_writable`). ``device`` defaults to :func:`kimi_mini.device.get_device` (CUDA when there
+    is one); the weights are saved from wherever they trained, and the evaluation samples there too.
 
     Returns (and writes to ``out_dir/metrics.json``) the training metrics, a sampled evaluation on
     ``n_eval`` held-out problems by difficulty, and the provenance of the weights.
     """
+    if out_dir is None:
+        raise ValueError("train_warmup_policy needs out_dir, the directory to write the policy to")
+    check_writable(out_dir, replace_shipped, preset)
     cfg = cfg or get_preset("cpu-tiny")
     tokenizer = build_char_tokenizer()
     torch.manual_seed(cfg.sft.seed)
@@ -59,7 +103,8 @@ def train_warmup_policy(
     device = get_device() if device is None else device
     train = train_sft(model, tokenizer, cfg.sft, cfg.task, device=device, progress=progress)
     out_dir = save_policy(model, tokenizer, out_dir)
-    records = evaluate_policy(model, tokenizer, make_problems(n_eval, EVAL_SEED, cfg.task), cfg.sample)
+    problems = make_problems(n_eval, EVAL_SEED, cfg.task)
+    records = evaluate_policy(model, tokenizer, problems, cfg.sample, progress=progress)
     metrics = dict(
         config=asdict(cfg),
         parameters=count_parameters(model),
@@ -73,12 +118,41 @@ def train_warmup_policy(
 
 
 def load_warmup_policy(device: torch.device | str = "cpu", path: str | Path = WARMUP_DIR):
-    """``(model, tokenizer)`` of the shipped warm-up policy, in eval mode on ``device``.
+    """``(model, tokenizer)`` of the shipped warm-up policy (or the policy directory ``path``), in eval mode
+    on ``device``.
 
-    Raises FileNotFoundError with the command that regenerates it if the checkpoint is missing.
+    Raises FileNotFoundError if there is no such directory (for the shipped one, with the command that
+    regenerates it) and ValueError saying what was found if it holds no safetensors weights, or if the
+    weights are damaged.
     """
     path = Path(path)
+    if not path.is_dir():
+        if _is_shipped(path):
+            raise FileNotFoundError(f"no shipped policy at {path}: run `make warmup` to regenerate the warm-up")
+        raise FileNotFoundError(f"no policy at {path}: {'it is a file' if path.exists() else 'it does not exist'}")
     if not (path / "model.safetensors").exists():
-        raise FileNotFoundError(f"no warm-up policy at {path}: run `make warmup` (or `kimi-mini warmup --out {path}`).")
-    model, tokenizer = load_policy(path, device)
+        raise ValueError(_no_weights(path))
+    try:
+        model, tokenizer = load_policy(path, device)
+    except (ValueError, OSError):
+        raise
+    except Exception as err:  # safetensors' SafetensorError, a damaged config: one line, the directory named
+        raise ValueError(f"{path} cannot be loaded as a policy ({type(err).__name__}: {err})") from err
     return model.eval(), tokenizer
+
+
+def _no_weights(path: Path) -> str:
+    """Why ``path`` is not a policy directory, from what it holds."""
+    names = sorted(p.name for p in path.iterdir())
+    pickles = [n for n in names if n.endswith((".bin", ".pt", ".pth", ".ckpt", ".pkl"))]
+    if pickles:
+        return (
+            f"{path} holds {', '.join(pickles)} but no model.safetensors: kimi_mini loads only safetensors "
+            "weights, because loading a pickle file can run any code it contains. If you trust its source, "
+            "convert it with transformers: AutoModelForCausalLM.from_pretrained(DIR).save_pretrained(DIR)"
+        )
+    found = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "") if names else "nothing"
+    return (
+        f"{path} holds no model.safetensors (found: {found}): pass a policy directory, such as one "
+        "`kimi-mini warmup --out` wrote or the policy/ folder of a `kimi-mini train --out` run"
+    )

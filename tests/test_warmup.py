@@ -39,5 +39,18 @@ def test_accuracy_leaves_room_for_rl():
 
 
 def test_missing_checkpoint_says_how_to_make_it(tmp_path):
-    with pytest.raises(FileNotFoundError, match="make warmup"):
+    with pytest.raises(FileNotFoundError, match="make warmup"):  # a shipped one: how to regenerate it
+        load_warmup_policy(path=WARMUP_DIR.with_name("warmup-missing"))
+    with pytest.raises(FileNotFoundError, match="no policy at .*: it does not exist"):
+        load_warmup_policy(path=tmp_path / "missing")
+    with pytest.raises(ValueError, match=r"holds no model.safetensors \(found: nothing\)"):
         load_warmup_policy(path=tmp_path)
+
+
+def test_the_warmup_needs_an_explicit_destination():
+    from kimi_mini.warmup import train_warmup_policy
+
+    with pytest.raises(ValueError, match="needs out_dir"):
+        train_warmup_policy()
+    with pytest.raises(ValueError, match="never overwrite"):
+        train_warmup_policy(out_dir=WARMUP_DIR)
