@@ -26,6 +26,8 @@ __all__ = [
     "PRESETS",
     "get_preset",
     "get_rl_preset",
+    "risky_settings",
+    "LR_WARNING_FACTOR",
     "option",
 ]
 
@@ -243,8 +245,20 @@ class RLConfig(_Validated):
         lo=0,
         hi=65536,
     )
+    collapse_accuracy: float = option(
+        0.2,
+        "Stop the run, its checkpoint kept, when held-out accuracy falls to 0 after having been above this "
+        "(or after the first iteration's training accuracy was); judged with eval_problems >= 64 only; 0: never.",
+        lo=0.0,
+        hi=1.0,
+    )
 
     def _check_combinations(self) -> None:
+        if self.group_size == 1 and self.loss == "grpo":
+            raise ValueError(
+                "RLConfig.group_size = 1 is invalid with loss = 'grpo': GRPO divides by the standard deviation of "
+                "each group's rewards, which needs at least 2 responses per problem."
+            )
         if self.repeat_times == 1:
             raise ValueError(
                 "RLConfig.repeat_times = 1 is invalid: it must be 0 (no repeat detection) or at least 2 "
@@ -339,3 +353,30 @@ def get_rl_preset(name: str = "cpu-tiny", check_positions: bool = True, **overri
     if check_positions:
         _check_budget_fits("RLConfig.max_new_tokens", cfg.max_new_tokens, model, f" for preset {name!r}")
     return cfg
+
+
+#: ``risky_settings`` warns when RLConfig.lr exceeds the preset's by more than this factor.
+LR_WARNING_FACTOR = 30
+
+
+def risky_settings(cfg: RLConfig, preset: str = "cpu-tiny") -> list[str]:
+    """Valid settings that usually waste a run, one sentence each (``kimi-mini train`` prints them).
+
+    - ``group_size = 1`` with a loss that subtracts the group's mean reward (omd, reinforce): every
+      advantage r - r_bar is 0, so nothing is learned;
+    - an ``lr`` more than :data:`LR_WARNING_FACTOR` times the preset's: steps that large usually wreck the
+      policy within a few iterations (reward 0, every response cut at the budget).
+    """
+    out = []
+    if cfg.group_size == 1 and cfg.loss in ("omd", "reinforce"):
+        out.append(
+            f"group_size = 1 with loss = {cfg.loss!r}: each response is its own group, so r - r_bar is always 0 "
+            "and the policy learns nothing; use group_size >= 2"
+        )
+    reference = get_rl_preset(preset, check_positions=False).lr
+    if cfg.lr > LR_WARNING_FACTOR * reference:
+        out.append(
+            f"lr = {cfg.lr:g} is {cfg.lr / reference:.0f} times the {preset} preset's {reference:g}: a learning "
+            f"rate more than {LR_WARNING_FACTOR} times it usually wrecks the policy within a few iterations"
+        )
+    return out

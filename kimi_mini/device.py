@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import torch
 
-__all__ = ["get_device", "seed_everything", "set_threads", "default_threads", "versions"]
+__all__ = ["get_device", "seed_everything", "set_threads", "default_threads", "available_memory", "versions"]
 
 
 def get_device(prefer: str | None = None) -> torch.device:
@@ -54,6 +54,29 @@ def set_threads(n: int | None = None) -> int:
     n = default_threads() if n is None else n
     torch.set_num_threads(n)
     return n
+
+
+def available_memory(device: torch.device | str = "cpu") -> int | None:
+    """Bytes free for new tensors on ``device``: on CUDA what the driver reports free plus what torch's
+    allocator holds unused; on the CPU the kernel's ``MemAvailable`` (``/proc/meminfo``), else the free
+    physical pages; None where it cannot be told (Apple's MPS, systems without either)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    if device.type != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # the kernel writes kB
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def versions() -> dict[str, str]:

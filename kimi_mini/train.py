@@ -8,8 +8,14 @@ samples, with a *fresh* optimizer (the report resets the optimizer state every i
 Resume is exact by construction: the problems and the sampling noise of iteration i come from
 ``(seed, i)``, and the optimizer is new every iteration, so the only state is the policy's weights, the
 iteration and the metrics so far. A checkpoint holds exactly those (safetensors for the weights, JSON for
-the rest, written to a temporary file and renamed), so a run killed at any moment resumes from its last
-checkpoint and ends with the metrics of an uninterrupted run.
+the rest with the weights' SHA-256, each written to a temporary file and renamed), so a run killed at any
+moment resumes from its last checkpoint and ends with the metrics of an uninterrupted run. One process
+writes a run directory at a time (:func:`kimi_mini.rundir.run_lock`); a damaged checkpoint is a clear
+error naming the file, never a silent restart.
+
+Two guards stop runs that cannot end well: settings whose sampling alone exceeds the device's free memory
+are refused before the first iteration (:func:`memory_estimate`), and a run whose held-out accuracy
+collapses to 0 stops with its checkpoint kept (``RLConfig.collapse_accuracy``, :func:`collapse_reason`).
 
 Metrics (one JSON line per iteration in ``metrics.jsonl``): ``reward`` (mean training reward),
 ``response_tokens`` (mean length), ``truncated`` (share cut at max_new_tokens), ``kl_prev`` (KL(pi_i ||
@@ -25,7 +31,6 @@ Introduced in {ref}`ch4-loop`.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -36,9 +41,11 @@ from tqdm.auto import tqdm
 
 from . import losses
 from .config import LOSSES, RLConfig, TaskConfig
+from .device import available_memory
 from .partial import ReplayBuffer, assemble, partial_rollout_step
 from .rewards import length_penalty, overlong_punishment, penalty_weight
 from .rollout import rollout_rewards, sample, token_logprobs
+from .rundir import check_file, read_json, remove_leftovers, run_lock, sha256_of, write_atomically
 from .sampling import ProblemPool, guessable, iteration_problems
 from .tasks import DIFFICULTIES, make_problems, policy_prompts
 
@@ -51,6 +58,10 @@ __all__ = [
     "kl_k3",
     "length_rewards",
     "load_checkpoint",
+    "load_weights",
+    "memory_estimate",
+    "collapse_reason",
+    "TrainingCollapsed",
     "LOSSES",
 ]
 
@@ -133,12 +144,6 @@ def _iteration_seed(cfg: RLConfig, iteration: int) -> int:
     return cfg.seed * 1_000_003 + iteration
 
 
-def _write_atomically(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def save_checkpoint(
     run_dir: Path,
     policy,
@@ -148,34 +153,57 @@ def save_checkpoint(
     buffer: ReplayBuffer | None = None,
     pool: ProblemPool | None = None,
 ) -> None:
-    """Weights (safetensors) then state (JSON), each written atomically; the state names the weights and
-    holds the replay buffer of partial rollouts (unfinished trajectories are work too) and the problem
-    pool's success counts (chapter 8)."""
+    """Weights (safetensors) then state (JSON), each written atomically; the state names the weights, holds
+    their SHA-256, the replay buffer of partial rollouts (unfinished trajectories are work too) and the
+    problem pool's success counts (chapter 8)."""
     weights = run_dir / f"policy-{iteration:06d}.safetensors"
-    _write_atomically(weights, lambda p: save_model(policy, str(p)))  # handles the tied embeddings
-    meta = dict(iteration=iteration, weights=weights.name, history=history, config=asdict(cfg))
+    write_atomically(weights, lambda p: save_model(policy, str(p)))  # handles the tied embeddings
+    meta = dict(iteration=iteration, weights=weights.name, weights_sha256=sha256_of(weights), history=history)
+    meta["config"] = asdict(cfg)
     meta["buffer"] = (buffer or ReplayBuffer()).state_dict()
     if pool is not None:
         meta["pool"] = pool.state_dict()
-    _write_atomically(run_dir / "checkpoint.json", lambda p: p.write_text(json.dumps(meta)))
+    write_atomically(run_dir / "checkpoint.json", lambda p: p.write_text(json.dumps(meta)))
     for old in run_dir.glob("policy-*.safetensors"):
         if old.name != weights.name:
             old.unlink()
 
 
 def load_checkpoint(run_dir: str | Path, policy) -> dict | None:
-    """Load the last checkpoint of ``run_dir`` into ``policy``; return its state, or None if there is none."""
+    """Load the last checkpoint of ``run_dir`` into ``policy``; return its state, or None if there is none.
+
+    Raises ValueError naming the file if ``checkpoint.json`` or the weights are damaged (not JSON, another
+    SHA-256 than recorded, unreadable, not finite) or do not fit ``policy``."""
     run_dir = Path(run_dir)
     meta_path = run_dir / "checkpoint.json"
     if not meta_path.exists():
         return None
-    meta = json.loads(meta_path.read_text())
+    meta = read_json(meta_path)
+    kinds = dict(iteration=int, weights=str, history=list, config=dict)
+    missing = [key for key, kind in kinds.items() if not isinstance(meta.get(key), kind)]
+    if missing:
+        raise ValueError(f"{meta_path} is damaged: it has no valid {', '.join(missing)}")
+    weights = run_dir / meta["weights"]
+    if "weights_sha256" in meta:  # checkpoints written before checksums were recorded have none
+        check_file(weights, meta["weights_sha256"], meta_path)
+    load_weights(policy, weights)
+    return meta
+
+
+def load_weights(policy, path: str | Path) -> None:
+    """Load a safetensors file into ``policy`` (no pickle); ValueError naming the file if it cannot be read,
+    does not fit the policy or holds values that are not finite."""
+    path = Path(path)
     device = next(policy.parameters()).device
     try:
-        load_model(policy, str(run_dir / meta["weights"]), strict=True, device=str(device))  # safetensors: no pickle
-    except RuntimeError as err:
-        raise ValueError(f"the checkpoint in {run_dir} does not fit this policy: {err}") from err
-    return meta
+        load_model(policy, str(path), strict=True, device=str(device))
+    except RuntimeError as err:  # missing or unexpected tensors, other shapes
+        raise ValueError(f"the checkpoint {path} does not fit this policy: {err}") from err
+    except Exception as err:  # safetensors' SafetensorError, a missing file: damaged beyond reading
+        raise ValueError(f"{path} cannot be read as safetensors weights ({type(err).__name__}: {err})") from err
+    bad = [name for name, tensor in policy.state_dict().items() if not torch.isfinite(tensor).all()]
+    if bad:
+        raise ValueError(f"{path} is damaged: {len(bad)} tensor(s) hold NaN or infinite values ({bad[0]}, ...)")
 
 
 def heldout_metrics(policy, tokenizer, cfg: RLConfig, task_cfg=None) -> dict:
@@ -308,7 +336,7 @@ def _one_iteration(
     )
 
 
-_MAY_CHANGE_ON_RESUME = {"iterations", "eval_every", "eval_problems", "checkpoint_every"}
+_MAY_CHANGE_ON_RESUME = {"iterations", "eval_every", "eval_problems", "checkpoint_every", "collapse_accuracy"}
 
 
 def _check_same_run(saved: dict, now: dict, run_dir: Path) -> None:
@@ -317,7 +345,10 @@ def _check_same_run(saved: dict, now: dict, run_dir: Path) -> None:
     changed = {key for key in saved.keys() | now.keys() if saved.get(key) != now.get(key)} - _MAY_CHANGE_ON_RESUME
     if changed:
         diffs = ", ".join(f"{key} = {saved.get(key)!r} there, {now.get(key)!r} here" for key in sorted(changed))
-        raise ValueError(f"{run_dir} holds a run with other settings ({diffs}); use another directory or resume=False")
+        raise ValueError(
+            f"{run_dir} holds a run with other settings ({diffs}): resume it with its own settings, or start "
+            "the new run in another directory"
+        )
 
 
 def _problem_pool(policy, tokenizer, cfg: RLConfig, task_cfg, meta: dict | None) -> ProblemPool | None:
@@ -332,6 +363,85 @@ def _problem_pool(policy, tokenizer, cfg: RLConfig, task_cfg, meta: dict | None)
     return pool
 
 
+class TrainingCollapsed(ValueError):
+    """The held-out accuracy collapsed (see ``RLConfig.collapse_accuracy``); the run's checkpoint is kept."""
+
+
+#: Fewer held-out problems than this can all be missed by chance; a collapse is not judged on them.
+COLLAPSE_MIN_PROBLEMS = 64
+
+
+def collapse_reason(history: list[dict], cfg: RLConfig) -> str | None:
+    """Why the run has collapsed, or None: the last row's held-out accuracy is 0 after an earlier one, or
+    the first iteration's training accuracy (the starting policy's), was above ``cfg.collapse_accuracy``."""
+    if cfg.collapse_accuracy == 0 or cfg.eval_problems < COLLAPSE_MIN_PROBLEMS or not history:
+        return None
+    if history[-1].get("eval_accuracy", 1.0) > 0:
+        return None
+    earlier = [(row["eval_accuracy"], row["iteration"], "held-out") for row in history[:-1] if "eval_accuracy" in row]
+    if history[0].get("iteration") == 0 and "reward" in history[0]:
+        earlier.append((history[0].get("accuracy", history[0]["reward"]), 0, "training"))
+    best = max(earlier, default=None)
+    if best is None or best[0] <= cfg.collapse_accuracy:
+        return None
+    return (
+        f"held-out accuracy fell to 0 at iteration {history[-1]['iteration']} after {best[0]:.2f} ({best[2]}) at "
+        f"iteration {best[1]}"
+    )
+
+
+def memory_estimate(policy, cfg: RLConfig, prompt_tokens: int) -> dict[str, int]:
+    """Bytes an iteration needs on the policy's device, known before anything is sampled.
+
+    With B rows (``prompts_per_iteration x group_size``, or ``eval_problems`` if more), P prompt and T
+    budget tokens, V the vocabulary, L layers: ``least`` is what sampling allocates whatever the
+    responses' lengths: token ids and log-probs for the whole budget (B x T x 12 bytes), logits,
+    probabilities and noise over the vocabulary (3 x B x V x 4) and the prompts' KV cache
+    (2 x L x B x P x kv_width x bytes per weight). ``most`` is the worst case, every response running to
+    T tokens: the whole KV cache, or the training pass's logits and activations, whichever is larger."""
+    c = policy.config
+    B = max(cfg.prompts_per_iteration * cfg.group_size, cfg.eval_problems)
+    P, T, V, L, H = prompt_tokens, cfg.max_new_tokens, c.vocab_size, c.num_hidden_layers, c.hidden_size
+    heads = c.num_attention_heads
+    kv_width = getattr(c, "num_key_value_heads", None) or heads
+    kv_width *= getattr(c, "head_dim", None) or H // heads
+    size = next(policy.parameters()).element_size()
+    least = B * T * 12 + 3 * B * V * 4 + 2 * L * B * P * kv_width * size
+    train_rows = cfg.prompts_per_iteration * cfg.group_size
+    if cfg.micro_batch_groups:
+        train_rows = min(train_rows, cfg.micro_batch_groups * cfg.group_size)
+    per_token = 2 * V * 4 + L * (6 * H + 4 * getattr(c, "intermediate_size", 4 * H)) * size  # logits, activations
+    most = least + max(2 * L * B * T * kv_width * size, train_rows * (P + T) * per_token)
+    return dict(least=least, most=most)
+
+
+def _check_memory(policy, tokenizer, cfg: RLConfig, task_cfg) -> dict[str, int]:
+    """Refuse settings whose sampling alone cannot fit the device's free memory (ValueError, one line)."""
+    prompt = policy_prompts(make_problems(1, seed=0, cfg=task_cfg), tokenizer, cfg.prompt_style)[0]
+    estimate = memory_estimate(policy, cfg, len(tokenizer(prompt)["input_ids"]))
+    device = next(policy.parameters()).device
+    free = available_memory(device)
+    if free is not None and estimate["least"] > free:
+        raise ValueError(
+            f"these settings need at least {estimate['least'] / 2**30:.1f} GiB on {device} to sample "
+            f"({cfg.prompts_per_iteration} prompts x {cfg.group_size} responses x {cfg.max_new_tokens} tokens), "
+            f"and {free / 2**30:.1f} GiB is free: lower prompts_per_iteration, group_size or max_new_tokens"
+        )
+    return estimate
+
+
+def _out_of_memory(err: RuntimeError, estimate: dict[str, int], device) -> MemoryError | None:
+    """A one-line MemoryError for torch's out-of-memory errors (CUDA's, or the CPU allocator's)."""
+    text = str(err)
+    if "out of memory" not in text.lower() and "allocate memory" not in text:
+        return None
+    return MemoryError(
+        f"out of memory on {device} ({text.strip().splitlines()[0][:160]}): these settings may need up to "
+        f"{estimate['most'] / 2**30:.1f} GiB when responses run to max_new_tokens; lower prompts_per_iteration, "
+        "group_size or max_new_tokens, or set micro_batch_groups"
+    )
+
+
 def train_rl(
     policy, tokenizer, cfg: RLConfig, run_dir: str | Path, task_cfg=None, resume: bool = True, progress: bool = True
 ) -> list[dict]:
@@ -339,14 +449,28 @@ def train_rl(
 
     Returns the metrics, one dict per iteration (also in ``run_dir/metrics.jsonl``). Resuming may extend
     ``iterations`` (or change evaluation and checkpoint intervals), but raises ValueError if any other
-    setting differs from the checkpoint's. Raises FloatingPointError naming the iteration if the loss
-    becomes non-finite.
+    setting differs from the checkpoint's. The run holds ``run_dir`` (:func:`kimi_mini.rundir.run_lock`):
+    ValueError if another process writes there. Raises FloatingPointError naming the iteration if the loss
+    becomes non-finite, :class:`TrainingCollapsed` (after writing the checkpoint) if the held-out accuracy
+    collapses, ValueError if the settings cannot fit the device's memory and MemoryError if it runs out.
     """
     run_dir, task_cfg = Path(run_dir), task_cfg or TaskConfig()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    meta = load_checkpoint(run_dir, policy) if resume else None
-    if meta:
-        _check_same_run(meta["config"], asdict(cfg), run_dir)
+    with run_lock(run_dir):
+        remove_leftovers(run_dir)
+        meta = load_checkpoint(run_dir, policy) if resume else None
+        if meta:
+            _check_same_run(meta["config"], asdict(cfg), run_dir)
+        estimate = _check_memory(policy, tokenizer, cfg, task_cfg)
+        try:
+            return _train_loop(policy, tokenizer, cfg, run_dir, task_cfg, meta, progress)
+        except RuntimeError as err:
+            oom = _out_of_memory(err, estimate, next(policy.parameters()).device)
+            if oom is None:
+                raise
+            raise oom from err
+
+
+def _train_loop(policy, tokenizer, cfg: RLConfig, run_dir: Path, task_cfg, meta: dict | None, progress: bool):
     history = meta["history"] if meta else []
     buffer = ReplayBuffer.from_state_dict(meta.get("buffer", {"groups": []})) if meta else ReplayBuffer()
     first = meta["iteration"] + 1 if meta else 0
@@ -359,9 +483,16 @@ def train_rl(
         history.append(row)
         if "reward" in row:
             bar.set_postfix(reward=f"{row['reward']:.2f}", tokens=f"{row['response_tokens']:.0f}")
-        if (iteration + 1) % cfg.checkpoint_every == 0 or iteration + 1 == cfg.iterations:
+        collapse = collapse_reason(history, cfg)
+        if collapse or (iteration + 1) % cfg.checkpoint_every == 0 or iteration + 1 == cfg.iterations:
             save_checkpoint(run_dir, policy, iteration, history, cfg, buffer, pool)
-            _write_atomically(
+            write_atomically(
                 run_dir / "metrics.jsonl", lambda p: p.write_text("".join(json.dumps(r) + "\n" for r in history))
+            )
+        if collapse:
+            raise TrainingCollapsed(
+                f"the run in {run_dir} collapsed: {collapse} (a learning rate too high?). Its checkpoint and "
+                "metrics are kept; to train on regardless, resume it with collapse_accuracy = 0 "
+                "(kimi-mini train --resume --collapse-accuracy 0)"
             )
     return history

@@ -53,6 +53,7 @@ INVALID = {
         guess_filter="yes",
         prompt_style="markdown",
         micro_batch_groups=-1,
+        collapse_accuracy=1.5,
     ),
     Long2ShortConfig: dict(problems=0, samples=0, steps=0, lr=0.0, batch_size=0, seed=-1),
     RecipeConfig: dict(preset="huge", sft=3, rl=None, long2short=RLConfig(), eval_problems=0),
@@ -97,6 +98,22 @@ def test_combinations_are_checked():
         SFTConfig(lr=1e-3, min_lr=1e-2)
     with pytest.raises(ValueError, match="max_new_tokens"):
         get_preset("cpu-tiny", sample=dict(max_new_tokens=500))
+    with pytest.raises(ValueError, match="group_size = 1 is invalid with loss = 'grpo'"):
+        RLConfig(group_size=1, loss="grpo")
+
+
+def test_settings_that_waste_a_run_are_named():
+    from kimi_mini.config import LR_WARNING_FACTOR, risky_settings
+
+    assert risky_settings(RLConfig()) == [] and risky_settings(RLConfig(lr=1e-3)) == []  # tests use 10x
+    for loss in ("omd", "reinforce"):
+        (warning,) = risky_settings(RLConfig(group_size=1, loss=loss))
+        assert "group_size = 1" in warning and "learns nothing" in warning
+    assert risky_settings(RLConfig(group_size=1, loss="rest")) == []  # no baseline to cancel
+    (warning,) = risky_settings(RLConfig(lr=1.0))
+    assert "lr = 1 is 10000 times the cpu-tiny preset's 0.0001" in warning
+    assert risky_settings(RLConfig(lr=LR_WARNING_FACTOR * 1e-4)) == []
+    assert risky_settings(RLConfig(lr=1e-6), "gpu") == []  # chapter 9's pretrained model
 
 
 @pytest.mark.parametrize("name", list(PRESETS))

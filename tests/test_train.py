@@ -105,6 +105,7 @@ def test_sigkill_mid_run_then_resume(tmp_path, tokenizer, tiny_config, extra):
     )
     full = train_rl(fresh_policy(tokenizer, tiny_config), tokenizer, RLConfig(**cfg), tmp_path / "full", progress=False)
     assert deterministic(resumed) == deterministic(full)
+    assert not [p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(".")]  # no temporaries, no lock
     if extra:
         assert any(row["carried_rows"] for row in full)  # the buffer was in use across the kill
 
@@ -153,7 +154,7 @@ def test_heldout_metrics_split_by_difficulty_and_count_answer_tokens(tokenizer, 
 def test_a_checkpoint_from_before_partial_rollouts_still_resumes(tmp_path, tokenizer, tiny_config):
     train_rl(fresh_policy(tokenizer, tiny_config), tokenizer, RLConfig(iterations=1, **SMALL), tmp_path, progress=False)
     meta = json.loads((tmp_path / "checkpoint.json").read_text())
-    del meta["buffer"]  # the format of the first trainer
+    del meta["buffer"], meta["weights_sha256"]  # the format of the first trainer
     for key in ("length_penalty", "length_penalty_warmup", "overlong_buffer", "sampling", "pool_size"):  # added later
         del meta["config"][key]
     (tmp_path / "checkpoint.json").write_text(json.dumps(meta))
@@ -208,3 +209,117 @@ def test_micro_batches_give_the_whole_batch_gradient(loss):
             groups,
             (got[groups][2] - whole[2]).abs().max(),
         )
+
+
+def _one_run(tmp_path, tokenizer, tiny_config, **extra):
+    train_rl(
+        fresh_policy(tokenizer, tiny_config),
+        tokenizer,
+        RLConfig(iterations=1, **SMALL, **extra),
+        tmp_path,
+        progress=False,
+    )
+    return json.loads((tmp_path / "checkpoint.json").read_text())
+
+
+def test_damaged_checkpoints_are_one_line_errors_naming_the_file(tmp_path, tokenizer, tiny_config):
+    from safetensors.torch import save_model
+
+    meta = _one_run(tmp_path, tokenizer, tiny_config)
+    weights = tmp_path / meta["weights"]
+    good = weights.read_bytes()
+    weights.write_bytes(good[: len(good) // 2])  # truncated
+    with pytest.raises(ValueError, match=f"{meta['weights']} is damaged: its SHA-256 is .*checkpoint.json"):
+        load_checkpoint(tmp_path, fresh_policy(tokenizer, tiny_config))
+    del meta["weights_sha256"]  # as in checkpoints written before checksums: reading the file fails instead
+    (tmp_path / "checkpoint.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=f"{meta['weights']} cannot be read as safetensors weights"):
+        load_checkpoint(tmp_path, fresh_policy(tokenizer, tiny_config))
+    nan_policy = fresh_policy(tokenizer, tiny_config)
+    with torch.no_grad():
+        next(nan_policy.parameters()).fill_(float("nan"))
+    save_model(nan_policy, str(weights))
+    with pytest.raises(ValueError, match=f"{meta['weights']} is damaged: \\d+ tensor.* NaN"):
+        load_checkpoint(tmp_path, fresh_policy(tokenizer, tiny_config))
+    text = json.dumps(meta)
+    (tmp_path / "checkpoint.json").write_text(text[:500])  # truncated while copying
+    with pytest.raises(ValueError, match=r"checkpoint.json is damaged \(not valid JSON"):
+        load_checkpoint(tmp_path, fresh_policy(tokenizer, tiny_config))
+    (tmp_path / "checkpoint.json").write_text(json.dumps({"iteration": 0}))
+    with pytest.raises(ValueError, match="checkpoint.json is damaged: it has no valid weights, history, config"):
+        load_checkpoint(tmp_path, fresh_policy(tokenizer, tiny_config))
+
+
+def test_resuming_with_other_settings_names_no_api_argument(tmp_path, tokenizer, tiny_config):
+    _one_run(tmp_path, tokenizer, tiny_config)
+    with pytest.raises(ValueError) as err:
+        train_rl(
+            fresh_policy(tokenizer, tiny_config),
+            tokenizer,
+            RLConfig(iterations=2, **{**SMALL, "lr": 2e-3}),
+            tmp_path,
+            progress=False,
+        )
+    assert "lr = 0.001 there, 0.002 here" in str(err.value) and "resume=False" not in str(err.value)
+    assert "start the new run in another directory" in str(err.value)
+
+
+def test_collapse_rule():
+    from kimi_mini.train import collapse_reason
+
+    cfg = RLConfig(eval_problems=128)
+    rows = [dict(iteration=0, reward=0.45), dict(iteration=1, eval_accuracy=0.5), dict(iteration=2, eval_accuracy=0.0)]
+    assert (
+        collapse_reason(rows, cfg) == "held-out accuracy fell to 0 at iteration 2 after 0.50 (held-out) at iteration 1"
+    )
+    assert "after 0.45 (training) at iteration 0" in collapse_reason([rows[0], rows[2]], cfg)
+    assert collapse_reason(rows[:2], cfg) is None  # not 0
+    assert collapse_reason([dict(iteration=0, reward=0.1), rows[2]], cfg) is None  # never above 0.2
+    assert collapse_reason([dict(iteration=0, reward=0.1, accuracy=0.1), rows[2]], cfg) is None
+    assert collapse_reason(rows, RLConfig(eval_problems=32)) is None  # too few problems to tell
+    assert collapse_reason(rows, RLConfig(eval_problems=128, collapse_accuracy=0.0)) is None  # off
+    assert collapse_reason(rows, RLConfig(eval_problems=128, collapse_accuracy=0.6)) is None
+
+
+def test_a_collapsed_run_stops_with_its_checkpoint_kept(tmp_path, tokenizer, tiny_config, monkeypatch):
+    import kimi_mini.train as train
+    from kimi_mini.train import TrainingCollapsed
+
+    accuracies = iter([0.5, 0.0])
+    monkeypatch.setattr(train, "heldout_metrics", lambda *a, **k: dict(eval_accuracy=next(accuracies)))
+    cfg = RLConfig(iterations=6, **{**SMALL, "eval_every": 2, "eval_problems": 64, "checkpoint_every": 100})
+    with pytest.raises(TrainingCollapsed, match="fell to 0 at iteration 3 after 0.50 .* collapse_accuracy = 0"):
+        train_rl(fresh_policy(tokenizer, tiny_config), tokenizer, cfg, tmp_path, progress=False)
+    assert json.loads((tmp_path / "checkpoint.json").read_text())["iteration"] == 3
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 4
+    monkeypatch.setattr(train, "heldout_metrics", lambda *a, **k: dict(eval_accuracy=0.0))
+    resumed = RLConfig(**{**cfg.__dict__, "collapse_accuracy": 0.0, "iterations": 5})  # may change on resume
+    history = train_rl(fresh_policy(tokenizer, tiny_config), tokenizer, resumed, tmp_path, progress=False)
+    assert [row["iteration"] for row in history] == [0, 1, 2, 3, 4]
+
+
+def test_memory_is_estimated_before_sampling_and_exhaustion_explained(tmp_path, tokenizer, tiny_config, monkeypatch):
+    import kimi_mini.train as train
+    from kimi_mini.train import memory_estimate
+
+    policy = fresh_policy(tokenizer, tiny_config)
+    c = policy.config
+    cfg = RLConfig(prompts_per_iteration=16, group_size=8, max_new_tokens=480, eval_problems=64)
+    kv = c.num_key_value_heads * (c.hidden_size // c.num_attention_heads)
+    least = 128 * 480 * 12 + 3 * 128 * c.vocab_size * 4 + 2 * c.num_hidden_layers * 128 * 10 * kv * 4
+    estimate = memory_estimate(policy, cfg, prompt_tokens=10)
+    assert estimate["least"] == least and estimate["most"] > least
+    huge = RLConfig(prompts_per_iteration=65536, group_size=1024, max_new_tokens=480)
+    with pytest.raises(ValueError, match=r"need at least [\d.]+ GiB on cpu to sample \(65536 prompts x 1024"):
+        train_rl(policy, tokenizer, huge, tmp_path / "huge", progress=False)
+    assert not (tmp_path / "huge").exists()  # refused before anything was written
+
+    def exhausted(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: 9 bytes")
+
+    monkeypatch.setattr(train, "_one_iteration", exhausted)
+    with pytest.raises(MemoryError, match="out of memory on cpu .*may need up to .* GiB"):
+        train_rl(policy, tokenizer, RLConfig(iterations=1, **SMALL), tmp_path / "oom", progress=False)
+    monkeypatch.setattr(train, "_one_iteration", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("other")))
+    with pytest.raises(RuntimeError, match="other"):  # other errors pass unchanged
+        train_rl(policy, tokenizer, RLConfig(iterations=1, **SMALL), tmp_path / "other", progress=False)
