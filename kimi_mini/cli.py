@@ -2,6 +2,11 @@
 
 Every subcommand calls the same functions the chapters call. ``kimi-mini COMMAND --help`` lists a
 command's options; ``train --help`` lists every RL setting with its meaning and default.
+
+Flags are parsed and settings validated before torch loads, so a mistake is reported at once. Errors are
+one line (``kimi-mini: error: ...``, exit status 2), never a traceback; so are warnings about valid
+settings that usually waste a run. Commands write only where ``--out`` says, never into the shipped
+checkpoints, and a run directory has one writer at a time.
 """
 
 from __future__ import annotations
@@ -9,10 +14,23 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
 __all__ = ["main"]
+
+
+def _quiet_transformers() -> None:
+    """No "Loading weights" / "Writing model shards" bars from transformers and the hub between our lines."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
+def _warn(message: str) -> None:
+    print(f"kimi-mini: warning: {message}", file=sys.stderr)
 
 
 def _cmd_info(args) -> None:
@@ -24,37 +42,57 @@ def _cmd_info(args) -> None:
 
 def _cmd_warmup(args) -> None:
     from .config import get_preset
+
+    overrides = {"sft": {"steps": args.steps}} if args.steps is not None else {}
+    cfg = get_preset(args.preset, **overrides)  # validated before torch loads
+    _check_writable(args.out, args.replace_shipped, args.preset)
+    _quiet_transformers()
     from .device import set_threads
-    from .warmup import WARMUP_DIR, train_warmup_policy
+    from .warmup import train_warmup_policy
 
     set_threads(args.threads)
-    overrides = {"sft": {"steps": args.steps}} if args.steps else {}
-    metrics = train_warmup_policy(get_preset(args.preset, **overrides), args.out or WARMUP_DIR, n_eval=args.n_eval)
+    metrics = train_warmup_policy(
+        cfg, args.out, n_eval=args.n_eval, replace_shipped=args.replace_shipped, preset=args.preset
+    )
     print(json.dumps({k: metrics[k] for k in ("parameters", "eval", "sha256")}, indent=1))
+
+
+def _check_writable(out: str, replace_shipped: bool = False, preset: str | None = None) -> None:
+    """No command writes into the shipped checkpoints (``kimi-mini warmup --replace-shipped`` aside);
+    the package's path is found without importing it (that would load torch)."""
+    shipped = (Path(__file__).parent / "checkpoints").resolve()
+    target = Path(out).expanduser().resolve()
+    if target == shipped or shipped in target.parents or replace_shipped:
+        from .warmup import check_writable
+
+        check_writable(target, replace_shipped, preset)
 
 
 def _cmd_evaluate(args) -> None:
     from .config import SampleConfig, get_preset
+
+    cfg = SampleConfig(temperature=args.temperature, max_new_tokens=args.max_new_tokens)  # validate first
+    task = get_preset(args.preset).task
+    _quiet_transformers()
     from .device import get_device, set_threads
     from .evaluation import evaluate_policy, summarize_by_difficulty
     from .tasks import make_problems
     from .warmup import EVAL_SEED, WARMUP_DIR
 
-    cfg = SampleConfig(temperature=args.temperature, max_new_tokens=args.max_new_tokens)  # validate first
-    task = get_preset(args.preset).task
     set_threads(args.threads)
     model, tokenizer = _start_policy(args.policy or WARMUP_DIR, get_device(), args.dtype)
     problems = make_problems(args.n, EVAL_SEED, task)
-    records = evaluate_policy(model, tokenizer, problems, cfg, seed=args.seed, prompt_style=args.prompt_style)
+    records = evaluate_policy(
+        model, tokenizer, problems, cfg, seed=args.seed, prompt_style=args.prompt_style, progress=not args.quiet
+    )
     print(json.dumps(summarize_by_difficulty(records), indent=1))
 
 
+_SHIPPED_PRESETS = ("cpu-tiny", "cpu-small")  # the presets with a shipped warm-up (warmup.SHIPPED_WARMUPS)
+
+
 def _cmd_train(args) -> None:
-    from .config import RLConfig, get_preset, get_rl_preset
-    from .device import get_device, set_threads
-    from .policy import save_policy
-    from .train import train_rl
-    from .warmup import WARMUP_DIR
+    from .config import RLConfig, get_preset, get_rl_preset, risky_settings
 
     given = _config_file(args.config, RLConfig) if args.config else {}
     given.update(
@@ -62,32 +100,60 @@ def _cmd_train(args) -> None:
     )
     # the preset, then the file, then flags; validated before anything loads
     cfg = get_rl_preset(args.preset, check_positions=args.policy is None, **given)
-    shipped = {"cpu-tiny": WARMUP_DIR, "cpu-small": WARMUP_DIR.with_name("warmup-cpu-small")}
-    if args.policy is None and args.preset not in shipped:
+    if args.policy is None and args.preset not in _SHIPPED_PRESETS:
         raise ValueError(
             f"preset {args.preset!r} has no shipped warm-up policy: train one with `kimi-mini warmup --preset "
             f"{args.preset} --out DIR`, then pass --policy DIR"
         )
-    if (Path(args.out) / "checkpoint.json").exists() and not args.resume:
-        raise ValueError(f"{args.out} holds a run already: pass --resume to continue it, or choose another --out")
+    _check_writable(args.out)
+    for message in risky_settings(cfg, args.preset):
+        _warn(message)
+    _quiet_transformers()
+    from .rundir import run_lock
+
+    with run_lock(args.out):  # one writer per run directory, from here to the saved policy
+        if (Path(args.out) / "checkpoint.json").exists() and not args.resume:
+            raise ValueError(f"{args.out} holds a run already: pass --resume to continue it, or choose another --out")
+        history = _train(args, cfg, get_preset(args.preset).task)
+    print(json.dumps(_train_summary(history, args.out), indent=1))
+
+
+def _train(args, cfg, task_cfg) -> list[dict]:
+    from .device import get_device, set_threads
+    from .policy import save_policy
+    from .train import train_rl
+    from .warmup import SHIPPED_WARMUPS
+
     set_threads(args.threads)
-    model, tokenizer = _start_policy(args.policy or shipped[args.preset], get_device(), args.dtype)
-    task_cfg = get_preset(args.preset).task  # the problems the preset's policy was warmed up on
+    model, tokenizer = _start_policy(args.policy or SHIPPED_WARMUPS[args.preset], get_device(), args.dtype)
     history = train_rl(model, tokenizer, cfg, args.out, task_cfg, resume=args.resume, progress=not args.quiet)
     save_policy(model, tokenizer, Path(args.out) / "policy")
-    last = history[-1]
-    accuracy = [row["eval_accuracy"] for row in history if "eval_accuracy" in row]
-    print(
-        json.dumps(
-            dict(
-                iterations=len(history),
-                reward=last["reward"],
-                held_out_accuracy=accuracy,
-                policy=str(Path(args.out) / "policy"),
-            ),
-            indent=1,
-        )
+    return history
+
+
+def _train_summary(history: list[dict], out: str) -> dict:
+    """What ``kimi-mini train`` prints: the last reward, and each held-out accuracy with the number of
+    iterations done when it was measured (the x axis of ``kimi-mini plot``)."""
+    accuracy = [
+        dict(iterations_done=row["iteration"] + 1, accuracy=row["eval_accuracy"])
+        for row in history
+        if "eval_accuracy" in row
+    ]
+    rewards = [row["reward"] for row in history if "reward" in row]
+    return dict(
+        iterations=len(history),
+        reward=rewards[-1] if rewards else None,
+        held_out_accuracy=accuracy,
+        policy=str(Path(out) / "policy"),
     )
+
+
+def _is_local(name_or_path) -> bool:
+    """A local path rather than a hub name: it exists, looks like a path, or its folder exists (``runs/nope``
+    when there is a ``runs`` folder); a hub name is ``owner/name`` with neither."""
+    text = str(name_or_path)
+    local = Path(text).expanduser()
+    return local.exists() or text.startswith((".", "/", "~")) or text.count("/") != 1 or local.parent.is_dir()
 
 
 def _start_policy(name_or_path, device, dtype: str | None):
@@ -100,18 +166,21 @@ def _start_policy(name_or_path, device, dtype: str | None):
     torch_dtype = getattr(torch, dtype) if dtype else None
     if torch.device(device).type == "cuda":
         torch.set_float32_matmul_precision("high")  # TF32 matmuls: float32 weights at tensor-core speed
-    local = Path(name_or_path)
-    if local.exists() or str(name_or_path).startswith((".", "/", "~")) or str(name_or_path).count("/") != 1:
-        model, tokenizer = load_warmup_policy(device, local)
+    if _is_local(name_or_path):
+        model, tokenizer = load_warmup_policy(device, Path(name_or_path).expanduser())
         return (model.to(torch_dtype) if torch_dtype else model), tokenizer
-    model, tokenizer = load_policy(str(name_or_path), device, dtype=torch_dtype)  # a hub name: downloads
+    try:
+        model, tokenizer = load_policy(str(name_or_path), device, dtype=torch_dtype)  # a hub name: downloads
+    except OSError as err:
+        raise OSError(
+            f"{name_or_path} is not a local directory, and loading it from the Hugging Face hub failed: "
+            f"{str(err).strip().splitlines()[0]}"
+        ) from err
     return model.eval(), tokenizer
 
 
 def _cmd_recipe(args) -> None:
-    from .device import set_threads
-    from .recipe import recipe_config, run_recipe
-    from .warmup import WARMUP_DIR
+    from .recipe import recipe_config
 
     given = _json_object(args.config, "recipe") if args.config else {}
     preset = given.pop("preset", args.preset)
@@ -120,11 +189,19 @@ def _cmd_recipe(args) -> None:
     if args.sft_steps is not None:
         given["sft"] = {**given.get("sft", {}), "steps": args.sft_steps}
     cfg = recipe_config(preset, **given)  # validated before anything runs
+    if args.shipped_warmup and preset != "cpu-tiny":
+        raise ValueError("--shipped-warmup is the cpu-tiny warm-up; it needs --preset cpu-tiny")
+    _check_writable(args.out)
+    _quiet_transformers()
+    from .device import set_threads
+    from .recipe import run_recipe
+    from .rundir import run_lock
+    from .warmup import WARMUP_DIR
+
     set_threads(args.threads)
     warmup_from = WARMUP_DIR if args.shipped_warmup else None
-    if warmup_from is not None and preset != "cpu-tiny":
-        raise ValueError("--shipped-warmup is the cpu-tiny warm-up; it needs --preset cpu-tiny")
-    result = run_recipe(cfg, args.out, resume=args.resume, warmup_from=warmup_from, progress=not args.quiet)
+    with run_lock(args.out):
+        result = run_recipe(cfg, args.out, resume=args.resume, warmup_from=warmup_from, progress=not args.quiet)
     keys = ("stage", "eval_accuracy", "eval_tokens", "seconds")
     print(json.dumps([{k: row[k] for k in keys} for row in result["stages"]], indent=1))
 
@@ -160,10 +237,24 @@ def _cmd_plot(args) -> None:
     metrics = run_dir / "metrics.jsonl"
     if not metrics.is_file():
         raise FileNotFoundError(f"no metrics.jsonl in {run_dir}: is it the --out directory of `kimi-mini train`?")
-    history = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    try:
+        history = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{metrics} is damaged (not JSON lines: {err})") from err
     out = Path(args.out or run_dir / "metrics.png")
-    plot_run(history, out, title=args.title or str(run_dir))
+    plot_run(history, out, title=args.title or str(run_dir), plotly_js=args.plotly_js)
     print(json.dumps(dict(iterations=len(history), figure=str(out)), indent=1))
+
+
+def _positive(text: str) -> int:
+    """An integer of at least 1, for counts such as ``--n`` and ``--steps``."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is invalid: it must be at least 1")
+    return value
 
 
 def _yes_no(text: str) -> bool:
@@ -212,23 +303,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("info", help="versions and device").set_defaults(func=_cmd_info)
-    p = sub.add_parser("warmup", help="train and save the warm-up policy")
+    p = sub.add_parser("warmup", help="train and save a warm-up policy")
     p.add_argument("--preset", default="cpu-tiny")
-    p.add_argument("--out", default=None, help="directory (default: the shipped checkpoint)")
-    p.add_argument("--steps", type=int, default=None, help="override SFTConfig.steps")
-    p.add_argument("--n-eval", type=int, default=512, metavar="N", help="held-out problems to score it on")
-    p.add_argument("--threads", type=int, default=None, metavar="N", help=_THREADS)
+    p.add_argument("--out", required=True, help="directory to write the policy to")
+    p.add_argument(
+        "--replace-shipped",
+        action="store_true",
+        help="allow --out to be the preset's shipped warm-up (kimi_mini/checkpoints/warmup-PRESET): `make warmup`",
+    )
+    p.add_argument("--steps", type=_positive, default=None, metavar="N", help="override SFTConfig.steps")
+    p.add_argument("--n-eval", type=_positive, default=512, metavar="N", help="held-out problems to score it on")
+    p.add_argument("--threads", type=_positive, default=None, metavar="N", help=_THREADS)
     p.set_defaults(func=_cmd_warmup)
     p = sub.add_parser("evaluate", help="sample and score a policy on held-out problems")
     p.add_argument("--policy", default=None, help="directory or hub name (default: the shipped warm-up)")
     p.add_argument("--preset", default="cpu-tiny", help="the task settings of this preset (numbers up to 9 for gpu)")
     p.add_argument("--prompt-style", default="trace", choices=("trace", "chat"), help="chat: a pretrained chat model")
     p.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"), help="weights' dtype")
-    p.add_argument("--n", type=int, default=256, metavar="N", help="held-out problems")
+    p.add_argument("--n", type=_positive, default=256, metavar="N", help="held-out problems")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--max-new-tokens", type=int, default=480)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, metavar="N", help=_THREADS)
+    p.add_argument("--threads", type=_positive, default=None, metavar="N", help=_THREADS)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_evaluate)
     p = sub.add_parser("train", help="RL from a policy (default: the shipped warm-up)")
     p.add_argument("--out", required=True, help="run directory: metrics.jsonl, checkpoints, the final policy")
@@ -242,9 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="starting policy: a directory, or a hub name like Qwen/Qwen2.5-0.5B-Instruct with --prompt-style chat "
         "(default: the preset's shipped warm-up)",
     )
-    p.add_argument("--threads", type=int, default=None, metavar="N", help=_THREADS)
+    p.add_argument("--threads", type=_positive, default=None, metavar="N", help=_THREADS)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    from .config import RLConfig
+    from .config import RLConfig  # standard library only: --help and bad flags need no torch
 
     p.add_argument("--preset", default="cpu-tiny", help="RL settings to start from: cpu-tiny, cpu-small or gpu")
     p.add_argument("--config", default=None, help="JSON file of RLConfig settings over the preset's; flags override it")
@@ -254,17 +351,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run directory: one folder per stage and results.json")
     p.add_argument("--preset", default="cpu-tiny", help="cpu-tiny, cpu-small or gpu")
     p.add_argument("--config", default=None, help="JSON file: {preset, sft: {...}, rl: {...}, long2short: {...}}")
-    p.add_argument("--iterations", type=int, default=None, metavar="N", help="override rl.iterations")
-    p.add_argument("--sft-steps", type=int, default=None, metavar="N", help="override sft.steps")
+    p.add_argument("--iterations", type=_positive, default=None, metavar="N", help="override rl.iterations")
+    p.add_argument("--sft-steps", type=_positive, default=None, metavar="N", help="override sft.steps")
     p.add_argument("--shipped-warmup", action="store_true", help="start from the shipped cpu-tiny warm-up")
     p.add_argument("--resume", action="store_true", help="skip finished stages, continue RL from its checkpoint")
-    p.add_argument("--threads", type=int, default=None, metavar="N", help=_THREADS)
+    p.add_argument("--threads", type=_positive, default=None, metavar="N", help=_THREADS)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_recipe)
     p = sub.add_parser("plot", help="draw a training run's metrics to PNG (matplotlib) or HTML (plotly)")
     p.add_argument("run", help="the run directory (the --out of train)")
     p.add_argument("--out", default=None, help="file ending in .png or .html (default: RUN/metrics.png)")
     p.add_argument("--title", default=None)
+    p.add_argument(
+        "--plotly-js",
+        default="inline",
+        choices=("inline", "cdn"),
+        help="HTML only: embed plotly.js (4.8 MB, opens offline; the default) or load it from its CDN (small, "
+        "for sharing; needs a network to open)",
+    )
     p.set_defaults(func=_cmd_plot)
     return parser
 
@@ -273,7 +377,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, OSError) as err:  # OSError: missing files, a hub name that does not exist
-        print(f"kimi-mini: error: {err}", file=sys.stderr)
+    except (ValueError, OSError, MemoryError, ArithmeticError) as err:
+        # OSError: missing files, a hub name that does not exist; MemoryError: settings too big for the
+        # device; ArithmeticError: a loss that became NaN. All say what happened in one line.
+        print(f"kimi-mini: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     return 0

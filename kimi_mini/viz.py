@@ -18,7 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-__all__ = ["interactive", "slider_figure", "plotly_cdn", "simplex_xy", "draw_simplex", "show_source", "plot_run"]
+__all__ = [
+    "interactive",
+    "slider_figure",
+    "plotly_cdn",
+    "simplex_xy",
+    "draw_simplex",
+    "show_source",
+    "plot_run",
+    "run_figure",
+]
 
 
 def plotly_cdn() -> str:
@@ -197,40 +206,70 @@ def _run_series(history: list[dict], key: str) -> tuple[list[int], list[float]]:
     return [r["iteration"] + 1 for r in rows], [r[key] for r in rows]
 
 
-def plot_run(history: list[dict], path, title: str = "") -> None:
-    """Draw a run's metrics (``train_rl``'s history) to ``path``: PNG with matplotlib, HTML with plotly
-    (self-contained: it opens without a network). The x axis counts iterations done."""
+def _tick_step(last: int) -> int:
+    """A whole-number tick step (1, 2, 5, 10, 20, ...) giving at most about 8 ticks up to ``last``."""
+    step = 1
+    while last / step > 8:
+        for factor in (2, 2.5, 2):  # 1 -> 2 -> 5 -> 10 -> 20 -> 50 ...
+            step = int(step * factor)
+            if last / step <= 8:
+                break
+    return step
+
+
+def run_figure(history: list[dict], title: str = ""):
+    """A matplotlib ``Figure`` of a run's metrics, one panel per :data:`RUN_PANELS` entry with data; the x
+    axis counts iterations done, with whole-number ticks only."""
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend (a notebook's) stays as it is
+    from matplotlib.ticker import MaxNLocator
+
+    panels = _run_panels(history)
+    fig = Figure(figsize=(4 * len(panels), 3.2))
+    axes = fig.subplots(1, len(panels), squeeze=False)
+    for ax, (name, keys) in zip(axes[0], panels):
+        for key in keys:
+            ax.plot(*_run_series(history, key), "o-", ms=3, label=key)
+        ax.set_title(name)
+        ax.set_xlabel("iterations done")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no 3.5 iterations
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _run_panels(history: list[dict]) -> list[tuple[str, list[str]]]:
+    if not history:
+        raise ValueError("the run has no metrics yet")
+    panels = [(name, [k for k in keys if _run_series(history, k)[0]]) for name, keys in RUN_PANELS]
+    return [(name, keys) for name, keys in panels if keys]
+
+
+def plot_run(history: list[dict], path, title: str = "", plotly_js: str = "inline") -> None:
+    """Draw a run's metrics (``train_rl``'s history) to ``path``: PNG with matplotlib, HTML with plotly.
+    The x axis counts iterations done, with whole-number ticks.
+
+    ``plotly_js="inline"`` embeds plotly.js in the HTML (4.8 MB; it opens without a network), ``"cdn"``
+    loads it from plotly's CDN (a few kB, for sharing; it needs a network to open)."""
     from pathlib import Path
 
     path = Path(path)
     if path.suffix not in (".png", ".html"):
         raise ValueError(f"{path}: the figure file must end in .png or .html")
-    if not history:
-        raise ValueError("the run has no metrics yet")
-    panels = [(name, [k for k in keys if _run_series(history, k)[0]]) for name, keys in RUN_PANELS]
-    panels = [(name, keys) for name, keys in panels if keys]
+    if plotly_js not in ("inline", "cdn"):
+        raise ValueError(f"plotly_js = {plotly_js!r} is invalid: it must be 'inline' or 'cdn'")
     if path.suffix == ".png":
-        from matplotlib.figure import Figure  # no pyplot: the caller's backend (a notebook's) stays as it is
-
-        fig = Figure(figsize=(4 * len(panels), 3.2))
-        axes = fig.subplots(1, len(panels), squeeze=False)
-        for ax, (name, keys) in zip(axes[0], panels):
-            for key in keys:
-                ax.plot(*_run_series(history, key), "o-", ms=3, label=key)
-            ax.set_title(name)
-            ax.set_xlabel("iterations done")
-            ax.legend(fontsize=7)
-        fig.suptitle(title)
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
+        run_figure(history, title).savefig(path, dpi=110)
         return
     from plotly.subplots import make_subplots
 
+    panels = _run_panels(history)
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[name for name, _ in panels])
+    step = _tick_step(max(row["iteration"] + 1 for row in history))
     for col, (_, keys) in enumerate(panels, start=1):
         for key in keys:
             x, y = _run_series(history, key)
             fig.add_scatter(x=x, y=y, mode="lines+markers", name=key, row=1, col=col)
-        fig.update_xaxes(title_text="iterations done", row=1, col=col)
+        fig.update_xaxes(title_text="iterations done", tick0=0, dtick=step, row=1, col=col)
     fig.update_layout(title=title, template="plotly_white", height=380)
-    path.write_text(fig.to_html(include_plotlyjs=True, full_html=True))
+    path.write_text(fig.to_html(include_plotlyjs=True if plotly_js == "inline" else "cdn", full_html=True))

@@ -83,3 +83,36 @@ def test_frame_layout_goes_with_each_frame_and_the_live_slider():
     slider, live = viz.interactive(bars, [0.5, 2.0], "T", live=True, frame_layout=layout_of).children
     slider.value = 1.0
     assert tuple(live.layout.yaxis.range) == (0, 1.0)
+
+
+def _history(iterations: int, eval_every: int) -> list[dict]:
+    rows = [dict(iteration=i, reward=0.4 + 0.01 * i, kl_prev=0.01) for i in range(iterations)]
+    for row in rows[eval_every - 1 :: eval_every]:
+        row["eval_accuracy"] = 0.5
+    return rows
+
+
+def test_run_plots_tick_whole_iterations_only(tmp_path):
+    from kimi_mini.viz import run_figure
+
+    for iterations, eval_every in ((4, 2), (3, 1), (24, 4), (200, 10)):
+        fig = run_figure(_history(iterations, eval_every))
+        for ax in fig.axes:
+            ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+            assert ticks and all(float(t).is_integer() for t in ticks), (iterations, ax.get_title(), ticks)
+
+
+def test_run_html_is_self_contained_or_loads_plotly_from_its_cdn(tmp_path):
+    import pytest
+
+    from kimi_mini.viz import plot_run
+
+    history = _history(4, 2)
+    plot_run(history, tmp_path / "inline.html")
+    plot_run(history, tmp_path / "cdn.html", plotly_js="cdn")
+    inline, cdn = (tmp_path / "inline.html").read_text(), (tmp_path / "cdn.html").read_text()
+    assert len(inline) > 3_000_000 and len(cdn) < 100_000 and "https://cdn.plot.ly/plotly-" in cdn
+    axes = re.findall(r'"xaxis\d*":\{"anchor".*?"yaxis', cdn)  # the panels' x axes, not the template's
+    assert len(axes) == 3 and all('"dtick":1' in axis for axis in axes)  # a tick every whole iteration
+    with pytest.raises(ValueError, match="plotly_js"):
+        plot_run(history, tmp_path / "x.html", plotly_js="none")
