@@ -12,17 +12,25 @@ the rewards are summed (with ``reward_weights``). Here:
   batch-wide, character-counting ``len_reward`` of open-r1 (chapter 7 shows the difference). TRL puts the
   ``num_generations`` completions of a prompt next to each other in a batch; the function checks that it
   does (the prompts of each group must be equal) rather than assume it.
+- :func:`check_whole_groups`: with several processes each one scores its own share of the batch, and TRL
+  splits a prompt's group across processes whenever that share (``per_device_train_batch_size`` x
+  ``steps_per_generation``) is not a multiple of ``num_generations``. TRL's own advantages survive that
+  (it gathers the rewards first), a per-group reward does not: ``OMDTrainer`` refuses such settings when
+  a length reward is among its reward functions, and the length reward itself fails on a partial group.
 
 - :class:`OMDTrainer`: ``GRPOTrainer`` with k1.5's mirror-descent loss (report 2.3.2, the same formula as
   :func:`kimi_mini.losses.omd_loss`) in place of GRPO's clipped ratio. TRL computes the group baseline
   (``advantages = r - mean`` with ``scale_rewards="none"``) and, with ``num_iterations > 1`` (kimi_mini's
   ``grad_steps``), the sampling policy's log-probs pi_i; the subclass only replaces the loss. One
   difference stays: TRL keeps its optimizer state across generations, the report resets it every
-  iteration.
+  iteration. With vLLM generating (``use_vllm=True``) TRL also weighs each sequence by how much likelier
+  pi_i made it than vLLM's sampler did (``vllm_importance_sampling_correction``, sequence modes only);
+  ``OMDTrainer`` applies that weight to each sequence's surrogate.
 
 TRL is an optional dependency (``pip install kimi-mini[trl]``); importing this module does not import it
 (``OMDTrainer`` is built on first use). Chapter 9 runs it; tested in ``tests/test_trl.py`` with 2-step
-runs on the CPU.
+runs on the CPU. :mod:`kimi_mini.scaleout` launches it on many processes (``tests/test_scaleout.py``
+runs it on two).
 """
 
 from __future__ import annotations
@@ -34,17 +42,31 @@ import torch
 from .config import TaskConfig
 from .losses import sequence_log_ratio
 from .rewards import length_penalty, penalty_weight
-from .tasks import Problem, make_problems, prompt_text, verify
+from .tasks import Problem, instruction_text, make_problems, prompt_text, verify
 
-__all__ = ["countdown_dataset", "countdown_reward", "make_length_reward", "omd_per_sequence"]  # and OMDTrainer
+__all__ = [
+    "countdown_dataset",
+    "countdown_reward",
+    "make_length_reward",
+    "check_whole_groups",
+    "omd_per_sequence",
+]  # and OMDTrainer
 
 
-def countdown_dataset(n: int, seed: int, task_cfg=None):
-    """``n`` problems as a ``datasets.Dataset`` of ``prompt`` (text), ``numbers`` and ``target``."""
+def countdown_dataset(n: int, seed: int, task_cfg=None, style: str = "trace"):
+    """``n`` problems as a ``datasets.Dataset`` of ``prompt``, ``numbers`` and ``target``. ``style="trace"``:
+    the prompt is the tiny policy's text; ``"chat"``: one user message with the instruction, which TRL
+    puts in the tokenizer's chat template (a pretrained instruction model, as ``RLConfig.prompt_style``)."""
     from datasets import Dataset
 
+    if style not in ("trace", "chat"):
+        raise ValueError(f"style = {style!r} is invalid: it must be 'trace' or 'chat'")
     problems = make_problems(n, seed=seed, cfg=task_cfg or TaskConfig())
-    return Dataset.from_list([dict(prompt=prompt_text(p), numbers=list(p.numbers), target=p.target) for p in problems])
+
+    def prompt(p):
+        return prompt_text(p) if style == "trace" else [{"role": "user", "content": instruction_text(p)}]
+
+    return Dataset.from_list([dict(prompt=prompt(p), numbers=list(p.numbers), target=p.target) for p in problems])
 
 
 def _text(completion) -> str:
@@ -64,7 +86,13 @@ def make_length_reward(num_generations: int, weight: float = 1.0, warmup_steps: 
 
     def k15_length_reward(prompts, completions, completion_ids, numbers, target, **kwargs) -> list[float]:
         if len(prompts) % num_generations:
-            raise ValueError(f"a batch of {len(prompts)} completions is not made of groups of {num_generations}")
+            raise ValueError(
+                f"this process scores {len(prompts)} completions, not whole groups of num_generations = "
+                f"{num_generations}, and the per-group length reward needs every group whole. With several "
+                "processes TRL has split a group across them: make per_device_train_batch_size x "
+                "steps_per_generation a multiple of num_generations (check_whole_groups); with one, pass "
+                "make_length_reward the GRPOConfig's num_generations"
+            )
         for start in range(0, len(prompts), num_generations):
             if len({str(p) for p in prompts[start : start + num_generations]}) != 1:
                 raise ValueError(
@@ -79,7 +107,35 @@ def make_length_reward(num_generations: int, weight: float = 1.0, warmup_steps: 
         lengths = torch.tensor([len(ids) for ids in completion_ids])
         return (weight * length_penalty(lengths, correct, num_generations)).tolist()
 
+    k15_length_reward.num_generations = num_generations  # check_whole_groups reads it
     return k15_length_reward
+
+
+def check_whole_groups(args, reward_funcs=()) -> None:
+    """Raise ValueError if a process would score part of a prompt's group (``args``: a ``GRPOConfig``).
+
+    Each process generates and scores ``per_device_train_batch_size * steps_per_generation`` completions
+    of TRL's batch, in order: process 0 the first share, process 1 the next. TRL's ``RepeatSampler`` writes
+    each prompt ``num_generations`` times in a row, so the groups stay whole on every process exactly when
+    that share is a multiple of ``num_generations``; TRL itself only requires the whole batch to be. With
+    one process the two are the same. A per-group reward in ``reward_funcs`` (:func:`make_length_reward`)
+    must have been made for ``args.num_generations``.
+    """
+    share = args.per_device_train_batch_size * args.steps_per_generation
+    if share % args.num_generations:
+        raise ValueError(
+            f"each process scores per_device_train_batch_size x steps_per_generation = {share} completions, not a "
+            f"multiple of num_generations = {args.num_generations}: TRL would split a prompt's group across "
+            "processes and the per-group length reward would see only part of it. Choose "
+            "per_device_train_batch_size as a multiple of num_generations"
+        )
+    for func in reward_funcs:
+        made_for = getattr(func, "num_generations", args.num_generations)
+        if made_for != args.num_generations:
+            raise ValueError(
+                f"{func.__name__} was made for groups of {made_for}, but GRPOConfig.num_generations = "
+                f"{args.num_generations}: pass num_generations={args.num_generations} to make_length_reward"
+            )
 
 
 def omd_per_sequence(rho: torch.Tensor, advantages: torch.Tensor, tau: float) -> torch.Tensor:
@@ -87,6 +143,23 @@ def omd_per_sequence(rho: torch.Tensor, advantages: torch.Tensor, tau: float) ->
     and rho_j the sequence log-ratio log pi_theta(y_j|x) - log pi_i(y_j|x): :func:`kimi_mini.losses.omd_loss`
     is its mean (report 2.3.2)."""
     return (advantages - tau * rho) ** 2 / (2 * tau)
+
+
+_SEQUENCE_MODES = ("sequence_mask", "sequence_truncate")
+
+
+def _check_omd_settings(config, reward_funcs) -> None:
+    """What ``OMDTrainer`` needs of a ``GRPOConfig`` beyond TRL's own checks."""
+    if config.use_vllm and getattr(config, "vllm_importance_sampling_correction", False):
+        if getattr(config, "vllm_importance_sampling_mode", None) not in _SEQUENCE_MODES:
+            raise ValueError(
+                "OMDTrainer weighs whole sequences by vLLM's importance ratio: set vllm_importance_sampling_mode to "
+                f"one of {_SEQUENCE_MODES}, not {config.vllm_importance_sampling_mode!r}"
+            )
+    funcs = reward_funcs if isinstance(reward_funcs, (list, tuple)) else [reward_funcs]
+    per_group = [f for f in funcs if hasattr(f, "num_generations")]
+    if per_group:
+        check_whole_groups(config, per_group)
 
 
 @functools.cache
@@ -104,6 +177,9 @@ def _omd_trainer_class():
         def __init__(self, *args, tau: float = 1.0, **kwargs):
             if not tau > 0:
                 raise ValueError(f"tau = {tau} is invalid: it must be > 0")
+            config = kwargs.get("args", args[2] if len(args) > 2 else None)
+            if config is not None:  # before TRL builds anything (a vLLM engine, say)
+                _check_omd_settings(config, kwargs.get("reward_funcs", args[1] if len(args) > 1 else ()))
             super().__init__(*args, **kwargs)
             if self.scale_rewards != "none":
                 raise ValueError(
@@ -113,6 +189,10 @@ def _omd_trainer_class():
             if self.beta != 0.0:
                 raise ValueError(f"OMDTrainer needs GRPOConfig(beta=0.0), not {self.beta}: tau is OMD's KL term")
             self.tau = tau
+
+        @property
+        def _weighs_sequences(self) -> bool:
+            return self.use_vllm and getattr(self, "vllm_importance_sampling_correction", False)
 
         def _compute_loss(self, model, inputs):
             prompt_ids, completion_ids = inputs["prompt_ids"], inputs["completion_ids"]  # (B, P), (B, T)
@@ -126,6 +206,8 @@ def _omd_trainer_class():
             old = logps.detach() if old is None else old
             rho = sequence_log_ratio(logps, old, mask)  # (B,)
             per_sequence = omd_per_sequence(rho, inputs["advantages"], self.tau)  # (B,)
+            if self._weighs_sequences:  # samples from vLLM, not pi_i: TRL's (B, 1) ratio pi_i(y) / p_vLLM(y)
+                per_sequence = per_sequence * inputs["importance_sampling_ratio"].squeeze(-1)  # (B,)
             mode = "train" if model.training else "eval"
             mean_abs_rho = rho.detach().abs().mean()
             self._metrics[mode]["omd/log_ratio_abs"].append(self.accelerator.gather(mean_abs_rho).mean().item())

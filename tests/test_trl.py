@@ -74,9 +74,9 @@ def test_grpo_trainer_runs_with_kimi_minis_rewards_on_cpu(tmp_path):
 
 
 def test_omd_trainer_loss_is_kimi_minis_omd_loss(tmp_path):
-    from kimi_mini.losses import omd_loss
+    from kimi_mini.losses import omd_loss, sequence_log_ratio
     from kimi_mini.rollout import sample
-    from kimi_mini.trl import OMDTrainer
+    from kimi_mini.trl import OMDTrainer, omd_per_sequence
 
     policy, tokenizer = load_warmup_policy()
     trainer = OMDTrainer(
@@ -108,6 +108,14 @@ def test_omd_trainer_loss_is_kimi_minis_omd_loss(tmp_path):
     inputs["old_per_token_logps"] = (logps + 0.05 * torch.randn_like(logps)).detach() * mask  # a stale pi_i
     want = omd_loss(logps, inputs["old_per_token_logps"], mask.float(), rewards, 4, tau=0.5)
     got = trainer._compute_loss(policy, inputs)
+    assert torch.allclose(got, want, atol=1e-5), (got, want)
+    # vLLM sampling: TRL's (B, 1) ratio pi_i(y) / p_vLLM(y), 0 where masked, weighs each sequence's surrogate
+    weights = torch.tensor([1.0, 0.5, 0.0, 2.0, 1.0, 1.0, 0.0, 1.5]).unsqueeze(-1)  # (B, 1)
+    rho = sequence_log_ratio(logps.detach(), inputs["old_per_token_logps"], mask)  # (B,)
+    want = (weights.squeeze(-1) * omd_per_sequence(rho, inputs["advantages"], 0.5)).mean()
+    trainer.use_vllm = True  # as GRPOTrainer sets it from GRPOConfig(use_vllm=True)
+    got = trainer._compute_loss(policy, {**inputs, "importance_sampling_ratio": weights})
+    trainer.use_vllm = False
     assert torch.allclose(got, want, atol=1e-5), (got, want)
     for bad, match in ((dict(scale_rewards="group"), "scale_rewards='none'"), (dict(beta=0.1), "beta=0.0")):
         with pytest.raises(ValueError, match=match):
