@@ -49,7 +49,7 @@ _held: dict[Path, int] = {}  # run directories this process holds, with their ne
 
 try:
     import fcntl
-except ImportError:  # Windows: no advisory locks; the lock file alone marks the run as busy
+except ImportError:  # Windows: no flock; the lock file alone marks the run as busy (delete it after a crash)
     fcntl = None
 
 
@@ -130,6 +130,10 @@ def _busy(lock: Path, run_dir: Path) -> str:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine; True where that cannot be told safely (on Windows,
+    ``os.kill(pid, 0)`` would interrupt the process instead of probing it)."""
+    if os.name == "nt":
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -25,6 +25,10 @@ pi_{i+1}) per response, estimated on the samples with the non-negative k3 estima
 iterations, ``eval_accuracy`` on held-out problems, with length, answer-token share and both per
 difficulty (:func:`heldout_metrics`).
 
+One process, one device: this loop does not use torch.distributed or accelerate. To train on many
+processes or GPUs, run the same recipe on Hugging Face TRL (:mod:`kimi_mini.trl`), launched with
+accelerate by :mod:`kimi_mini.scaleout` (chapter 9).
+
 Introduced in {ref}`ch4-loop`.
 """
 

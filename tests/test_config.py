@@ -106,6 +106,7 @@ def test_settings_that_waste_a_run_are_named():
     from kimi_mini.config import LR_WARNING_FACTOR, risky_settings
 
     assert risky_settings(RLConfig()) == [] and risky_settings(RLConfig(lr=1e-3)) == []  # tests use 10x
+    assert len(risky_settings(RLConfig(lr=3e-3))) == 1
     for loss in ("omd", "reinforce"):
         (warning,) = risky_settings(RLConfig(group_size=1, loss=loss))
         assert "group_size = 1" in warning and "learns nothing" in warning
