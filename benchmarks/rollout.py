@@ -34,7 +34,10 @@ from kimi_mini.warmup import load_warmup_policy
 def time_generate(model, tokenizer, prompts, group_size, max_new_tokens, seed, cache_implementation=None) -> dict:
     """model.generate on the repeated prompts; returns seconds and useful (pre-padding) response tokens."""
     enc = tokenizer([p for p in prompts for _ in range(group_size)], return_tensors="pt", padding=True)
+    enc = enc.to(model.device)
     torch.manual_seed(seed)
+    if model.device.type == "cuda":
+        torch.cuda.synchronize()
     start = time.perf_counter()
     out = model.generate(
         **enc,
@@ -47,6 +50,8 @@ def time_generate(model, tokenizer, prompts, group_size, max_new_tokens, seed, c
         eos_token_id=tokenizer.eos_token_id,
         cache_implementation=cache_implementation,
     )
+    if model.device.type == "cuda":
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     response = out[:, enc["input_ids"].shape[1] :]  # (B, T)
     is_eos = response == tokenizer.eos_token_id
