@@ -48,12 +48,14 @@ def _cmd_warmup(args) -> None:
     _check_writable(args.out, args.replace_shipped, args.preset)
     _quiet_transformers()
     from .device import set_threads
+    from .rundir import run_lock
     from .warmup import train_warmup_policy
 
     set_threads(args.threads)
-    metrics = train_warmup_policy(
-        cfg, args.out, n_eval=args.n_eval, replace_shipped=args.replace_shipped, preset=args.preset
-    )
+    with run_lock(args.out):  # one writer per output directory, as for train and recipe
+        metrics = train_warmup_policy(
+            cfg, args.out, n_eval=args.n_eval, replace_shipped=args.replace_shipped, preset=args.preset
+        )
     print(json.dumps({k: metrics[k] for k in ("parameters", "eval", "sha256")}, indent=1))
 
 

@@ -43,8 +43,10 @@ __all__ = [
 LOCK_NAME = ".kimi-mini.lock"
 #: Beside the weights of a saved policy: ``{"model.safetensors": "<hex SHA-256>", ...}``.
 CHECKSUMS_NAME = "checksums.json"
-# A kill can leave ``.NAME.PID.tmp`` (ours) or ``.tmpXXXXXX`` (safetensors' own atomic write).
-_LEFTOVER = re.compile(r"\..+\.\d+\.tmp|\.tmp[A-Za-z0-9]{6}")
+# A kill can leave ``.NAME.PID.tmp`` for the files a run writes (ours) or ``.tmpXXXXXX`` (safetensors' own
+# atomic write, only in a directory holding a run). Nothing else is touched: ``--out`` may be any folder.
+_OUR_TEMPORARY = re.compile(r"\.(metrics\.jsonl|checkpoint\.json|checksums\.json|policy-\d+\.safetensors)\.\d+\.tmp")
+_SAFETENSORS_TEMPORARY = re.compile(r"\.tmp[A-Za-z0-9]{6}")
 _held: dict[Path, int] = {}  # run directories this process holds, with their nesting depth
 
 try:
@@ -86,9 +88,12 @@ def run_lock(run_dir: str | Path) -> Iterator[Path]:
         yield run_dir
     finally:
         del _held[key]
+        if fcntl is None:  # Windows: an open file cannot be deleted
+            os.close(fd)
         with contextlib.suppress(OSError):
-            lock.unlink()
-        os.close(fd)  # closing the descriptor releases the flock
+            lock.unlink()  # with flock: before the descriptor closes, so no one locks a file about to vanish
+        if fcntl is not None:
+            os.close(fd)  # closing the descriptor releases the flock
         if created:  # a run refused before it wrote anything leaves no empty directory behind
             with contextlib.suppress(OSError):
                 run_dir.rmdir()
@@ -152,8 +157,10 @@ def remove_leftovers(directory: str | Path) -> list[Path]:
     directory = Path(directory)
     if not directory.is_dir():
         return removed
+    holds_a_run = (directory / "checkpoint.json").is_file() or (directory / CHECKSUMS_NAME).is_file()
     for path in directory.iterdir():
-        if not (path.is_file() and _LEFTOVER.fullmatch(path.name)):
+        ours = _OUR_TEMPORARY.fullmatch(path.name)
+        if not path.is_file() or not (ours or (holds_a_run and _SAFETENSORS_TEMPORARY.fullmatch(path.name))):
             continue
         pid = path.name.rsplit(".", 2)[-2]
         if pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid)):
@@ -242,7 +249,10 @@ def check_checksums(directory: str | Path) -> bool:
     directory = Path(directory)
     record = directory / CHECKSUMS_NAME
     if record.is_file():
-        for name, expected in read_json(record).items():
+        recorded = read_json(record)
+        if not isinstance(recorded, dict) or not all(isinstance(v, str) for v in recorded.values()):
+            raise ValueError(f"{record} is damaged: it should map file names to SHA-256 strings")
+        for name, expected in recorded.items():
             check_file(directory / name, expected, record)
         return True
     metrics = directory / "metrics.json"

@@ -54,6 +54,7 @@ DIFFICULTIES = ("easy", "mid", "hard")
 ANSWER_PREFIX = "answer "
 #: The whole answer line: single ASCII digits (``\d`` would also take Arabic-Indic and other digits).
 _ANSWER_RE = re.compile(r"answer \(([0-9])([-+*])([0-9])\)([-+*])([0-9])")
+_ANSWER_WORD = re.compile(r"answer(?![A-Za-z])")  # the word itself: "answered above" is not an answer line
 
 
 @dataclass(frozen=True)
@@ -199,12 +200,12 @@ def warmup_example(problem: Problem, rng: random.Random, cfg: TaskConfig = TaskC
 
 
 def answer_line(response: str) -> str | None:
-    """The last line of ``response`` that starts with ``answer`` (spaces, tabs and ``\\r`` around it
-    removed), or None. Never raises."""
+    """The last line of ``response`` whose first word is ``answer`` (spaces, tabs and ``\\r`` around it
+    removed; ``answered`` or ``answers`` do not count), or None. Never raises."""
     if not isinstance(response, str):
         return None
     lines = (line.strip(" \t\r") for line in response.split("\n"))
-    answers = [line for line in lines if line.startswith("answer")]
+    answers = [line for line in lines if _ANSWER_WORD.match(line)]
     return answers[-1] if answers else None
 
 

@@ -185,6 +185,8 @@ def load_checkpoint(run_dir: str | Path, policy) -> dict | None:
     meta = read_json(meta_path)
     kinds = dict(iteration=int, weights=str, history=list, config=dict)
     missing = [key for key, kind in kinds.items() if not isinstance(meta.get(key), kind)]
+    if "weights_sha256" in meta and not isinstance(meta["weights_sha256"], str):
+        missing.append("weights_sha256")
     if missing:
         raise ValueError(f"{meta_path} is damaged: it has no valid {', '.join(missing)}")
     weights = run_dir / meta["weights"]
@@ -400,8 +402,10 @@ def memory_estimate(policy, cfg: RLConfig, prompt_tokens: int) -> dict[str, int]
     With B rows (``prompts_per_iteration x group_size``, or ``eval_problems`` if more), P prompt and T
     budget tokens, V the vocabulary, L layers: ``least`` is what sampling allocates whatever the
     responses' lengths: token ids and log-probs for the whole budget (B x T x 12 bytes), logits,
-    probabilities and noise over the vocabulary (3 x B x V x 4) and the prompts' KV cache
-    (2 x L x B x P x kv_width x bytes per weight). ``most`` is the worst case, every response running to
+    probabilities and noise over the vocabulary (3 x B x V x 4), the prefill's logits at every prompt
+    position of the N distinct prompts (N x P x V x 4; N x P rows of a 151,936-word vocabulary are what a
+    hub model's evaluation fills first) and the prompts' KV cache (2 x L x B x P x kv_width x bytes per
+    weight). ``most`` is the worst case, every response running to
     T tokens: the whole KV cache, or the training pass's logits and activations, whichever is larger."""
     c = policy.config
     B = max(cfg.prompts_per_iteration * cfg.group_size, cfg.eval_problems)
@@ -410,7 +414,8 @@ def memory_estimate(policy, cfg: RLConfig, prompt_tokens: int) -> dict[str, int]
     kv_width = getattr(c, "num_key_value_heads", None) or heads
     kv_width *= getattr(c, "head_dim", None) or H // heads
     size = next(policy.parameters()).element_size()
-    least = B * T * 12 + 3 * B * V * 4 + 2 * L * B * P * kv_width * size
+    N = max(cfg.prompts_per_iteration, cfg.eval_problems)  # distinct prompts of one sample() call
+    least = B * T * 12 + 3 * B * V * 4 + N * P * V * 4 + 2 * L * B * P * kv_width * size
     train_rows = cfg.prompts_per_iteration * cfg.group_size
     if cfg.micro_batch_groups:
         train_rows = min(train_rows, cfg.micro_batch_groups * cfg.group_size)
@@ -497,6 +502,6 @@ def _train_loop(policy, tokenizer, cfg: RLConfig, run_dir: Path, task_cfg, meta:
             raise TrainingCollapsed(
                 f"the run in {run_dir} collapsed: {collapse} (a learning rate too high?). Its checkpoint and "
                 "metrics are kept; to train on regardless, resume it with collapse_accuracy = 0 "
-                "(kimi-mini train --resume --collapse-accuracy 0)"
+                "(the same kimi-mini train command with --resume --collapse-accuracy 0 added)"
             )
     return history

@@ -65,9 +65,14 @@ def test_a_stale_lock_file_of_a_dead_process_is_taken_over(tmp_path):
 
 
 def test_a_refused_run_leaves_no_empty_directory(tmp_path):
-    with run_lock(tmp_path / "new"):
+    with pytest.raises(ValueError, match="refused"), run_lock(tmp_path / "new"):
         assert (tmp_path / "new").is_dir()
+        raise ValueError("refused before writing anything")  # as a settings check inside the lock does
     assert not (tmp_path / "new").exists()
+    (tmp_path / "existing").mkdir()  # a directory that existed before is never removed
+    with run_lock(tmp_path / "existing"):
+        pass
+    assert (tmp_path / "existing").is_dir()
 
 
 def test_temporaries_are_per_process_and_leftovers_of_dead_writers_go(tmp_path):
@@ -81,10 +86,15 @@ def test_temporaries_are_per_process_and_leftovers_of_dead_writers_go(tmp_path):
         f".policy-000001.safetensors.{dead.stdout.strip()}.tmp",
     ]
     alive = f".checkpoint.json.{os.getppid()}.tmp"  # a writer that still runs keeps its file
-    for name in [*leftovers, alive, ".tmp-notours", "keep.tmp"]:
+    users = [".tmp-notours", "keep.tmp", f".backup.{int(dead.stdout)}.tmp"]  # not names a run writes
+    for name in [*leftovers, alive, *users]:
         (tmp_path / name).write_text("partial")
-    assert sorted(p.name for p in remove_leftovers(tmp_path)) == sorted(leftovers)
-    assert {p.name for p in tmp_path.iterdir()} == {"metrics.jsonl", alive, ".tmp-notours", "keep.tmp"}
+    # safetensors' .tmpXXXXXX is a leftover only where a run lives (checkpoint.json): --out may be any folder
+    assert sorted(p.name for p in remove_leftovers(tmp_path)) == sorted(leftovers[1:])
+    (tmp_path / "checkpoint.json").write_text("{}")
+    (tmp_path / ".tmpAb12Cd").write_text("partial")
+    assert [p.name for p in remove_leftovers(tmp_path)] == [".tmpAb12Cd"]
+    assert {p.name for p in tmp_path.iterdir()} == {"metrics.jsonl", "checkpoint.json", alive, *users}
 
 
 def test_saved_policies_carry_checksums_and_public_weights(tmp_path, tiny_policy, tokenizer):
@@ -102,6 +112,10 @@ def test_saved_policies_carry_checksums_and_public_weights(tmp_path, tiny_policy
     weights.write_bytes(bytes(data))
     with pytest.raises(ValueError, match=r"model.safetensors is damaged: its SHA-256 is .*/checksums.json"):
         load_policy(tmp_path / "p")
+    (tmp_path / "p" / "checksums.json").write_text(json.dumps({"model.safetensors": None}))
+    with pytest.raises(ValueError, match="checksums.json is damaged: it should map file names to SHA-256"):
+        load_policy(tmp_path / "p")
+    (tmp_path / "p" / "checksums.json").write_text(json.dumps(sums))
     weights.write_bytes(bytes(data[:1000]))  # truncated
     with pytest.raises(ValueError, match="model.safetensors is damaged"):
         load_warmup_policy("cpu", tmp_path / "p")

@@ -145,6 +145,15 @@ def test_text_after_the_answer_is_not_ignored():
     assert verify(p, "answer (4-2)*3*0") == 0  # 0
 
 
+def test_only_the_word_answer_starts_an_answer_line():
+    """'answered' or 'answers' after the answer line is prose, not a second (broken) answer."""
+    p = Problem((4, 3, 5), 17)
+    assert verify(p, "answer (4*3)+5\nanswered above") == 1
+    assert verify(p, "answer (4*3)+5\r\nanswers: see above \r\n") == 1
+    assert verify(p, "answer (4*3)+5\nanswer") == 0  # an unfinished answer line still counts, and fails
+    assert verify(p, "answer (4*3)+5\nanswer: (4*3)+5") == 0  # so does a malformed one
+
+
 SUFFIXES = ("0", "*0", ".5", "e3", "5", "!", " 7", "=6", "+0", "x")
 FOREIGN_DIGITS = {
     "arabic-indic": "\u0660",

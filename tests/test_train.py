@@ -248,6 +248,9 @@ def test_damaged_checkpoints_are_one_line_errors_naming_the_file(tmp_path, token
     (tmp_path / "checkpoint.json").write_text(json.dumps({"iteration": 0}))
     with pytest.raises(ValueError, match="checkpoint.json is damaged: it has no valid weights, history, config"):
         load_checkpoint(tmp_path, fresh_policy(tokenizer, tiny_config))
+    (tmp_path / "checkpoint.json").write_text(json.dumps({**meta, "weights_sha256": None}))
+    with pytest.raises(ValueError, match="checkpoint.json is damaged: it has no valid weights_sha256"):
+        load_checkpoint(tmp_path, fresh_policy(tokenizer, tiny_config))
 
 
 def test_resuming_with_other_settings_names_no_api_argument(tmp_path, tokenizer, tiny_config):
@@ -306,7 +309,8 @@ def test_memory_is_estimated_before_sampling_and_exhaustion_explained(tmp_path, 
     c = policy.config
     cfg = RLConfig(prompts_per_iteration=16, group_size=8, max_new_tokens=480, eval_problems=64)
     kv = c.num_key_value_heads * (c.hidden_size // c.num_attention_heads)
-    least = 128 * 480 * 12 + 3 * 128 * c.vocab_size * 4 + 2 * c.num_hidden_layers * 128 * 10 * kv * 4
+    prefill = 64 * 10 * c.vocab_size * 4  # the prefill's logits: 64 distinct prompts (the held-out set)
+    least = 128 * 480 * 12 + 3 * 128 * c.vocab_size * 4 + prefill + 2 * c.num_hidden_layers * 128 * 10 * kv * 4
     estimate = memory_estimate(policy, cfg, prompt_tokens=10)
     assert estimate["least"] == least and estimate["most"] > least
     huge = RLConfig(prompts_per_iteration=65536, group_size=1024, max_new_tokens=480)
