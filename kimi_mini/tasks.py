@@ -1,8 +1,9 @@
 """Countdown-mini: the book's verifiable reasoning task.
 
 Three numbers and a target; reach the target with two operations from ``+ - *``, using each number
-once, as ``(x op y) op z``. The verifier is exact (paper 2.1: rewards come from a verifier, not a learned
-model), and the number of expressions that hit the target sets the difficulty:
+once, as ``(x op y) op z``. The verifier is exact: a program checks every answer, so unlike the report's
+math rewards (2.3.5: a chain-of-thought reward model judges answer equivalence) no learned judge is needed;
+the number of expressions that hit the target sets the difficulty:
 ``hard`` = 1, ``mid`` = 2-3, ``easy`` = 4 or more.
 
 Warm-up traces (paper 2.2, long-CoT warm-up) search in context. They pick a pair, compute it, then try
