@@ -85,3 +85,19 @@ def test_pages_in_a_real_browser(html):
     assert sum(page["figures"] for page in pages.values()) >= 1  # interactive figures moved
     assert all(pages[p]["solutions"] >= 3 for p in pages if p.startswith("chapters/"))
     assert len(list(shots.glob("*.png"))) == report["pages"]
+
+
+@pytest.mark.parametrize("chapter", sorted(p.stem for p in (ROOT / "chapters").glob("*.ipynb")))
+def test_checks_render_collapsed_and_no_test_markers_show(html, chapter):
+    """Every check cell of the notebook is a closed <details> under its label; nbval's tags stay invisible."""
+    cells = json.loads((ROOT / "chapters" / f"{chapter}.ipynb").read_text())["cells"]
+    label = "Checks for the claims above"
+    checks = sum(c.get("metadata", {}).get("mystnb", {}).get("code_prompt_show") == label for c in cells)
+    page = (html / "chapters" / f"{chapter}.html").read_text()
+    collapsed = re.findall(
+        r'<details class="[^"]*\bhide above-input\b[^"]*">\s*<summary[^>]*>\s*<p class="collapsed[^"]*">([^<]*)</p>',
+        page,
+    )
+    assert checks >= 3 and collapsed.count(label) == checks
+    visible = re.sub(r'class="[^"]*"', "", page)  # tags become CSS classes (tag_nbval-...), which no one reads
+    assert "NBVAL" not in visible and "nbval" not in visible
