@@ -4,9 +4,10 @@
 //
 // For every page: no JavaScript error; math rendered by MathJax (no raw TeX left); every interactive
 // figure responds to its slider; exercise solutions stay hidden until their toggle is clicked; the Colab
-// launch link points at the page's notebook. MathJax and plotly.js, which the published book loads from
-// CDNs, are served from local package copies; any other outside request fails the page. Prints a JSON
-// report and exits non-zero on any failure. Screenshots go to <screenshot dir>/<page>.png.
+// launch link points at the page's notebook; a chapter's title (its H1) is on the first screen. MathJax
+// and plotly.js, which the published book loads from CDNs, are served from local package copies; any
+// other outside request fails the page. Prints a JSON report and exits non-zero on any failure.
+// Screenshots go to <screenshot dir>/<page>.png.
 import { createServer } from "node:http";
 import { readFile, readdir, mkdir, stat } from "node:fs/promises";
 import { existsSync } from "node:fs";
@@ -149,9 +150,14 @@ for (const file of (await listPages(htmlDir)).sort()) {
   const figures = await checkFigures(page, problems);
   const solutions = await checkSolutions(page, problems);
   const colab = await checkColab(page, rel, problems);
+  const titleTop = await page.evaluate(() => {
+    const h1 = [...document.querySelectorAll("h1")].find((h) => h.offsetParent !== null && h.textContent.trim());
+    return h1 ? h1.getBoundingClientRect().top + window.scrollY : null; // from the top of the page
+  });
+  if (rel.startsWith("chapters/") && !(titleTop < 900)) problems.push(`title: the H1 starts at ${Math.round(titleTop)} px, below the first screen (900 px)`);
   if (blocked.length) problems.push(`requests outside the book: ${[...new Set(blocked)].slice(0, 5).join(", ")}`);
   await page.screenshot({ path: join(shotDir, rel.replace(/\//g, "__").replace(/\.html$/, ".png")), fullPage: true });
-  report.push({ page: rel, math, figures, solutions, colab, problems });
+  report.push({ page: rel, math, figures, solutions, colab, titleTop, problems });
   failed += problems.length > 0;
   await page.close();
 }
