@@ -52,12 +52,12 @@ test-notebooks: setup
 	test $$native = 0 && test $$probe = 0
 
 lint: setup
-	$(BIN)/ruff check kimi_mini tests chapters benchmarks
-	$(BIN)/ruff format --check kimi_mini tests chapters benchmarks
+	$(BIN)/ruff check kimi_mini tests chapters benchmarks book
+	$(BIN)/ruff format --check kimi_mini tests chapters benchmarks book
 
 format: setup
-	$(BIN)/ruff format kimi_mini tests chapters benchmarks
-	$(BIN)/ruff check --fix kimi_mini tests chapters benchmarks
+	$(BIN)/ruff format kimi_mini tests chapters benchmarks book
+	$(BIN)/ruff check --fix kimi_mini tests chapters benchmarks book
 
 # Re-execute every chapter in place (after changing code a chapter uses), so stored outputs stay true.
 notebooks: setup

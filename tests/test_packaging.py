@@ -64,3 +64,42 @@ def test_markdown_has_no_control_characters(chapter):
             text = "".join(cell["source"])
             bad = sorted({repr(c) for c in text if ord(c) < 32 and c != "\n"})
             assert not bad, f"{chapter} cell {i}: control characters {bad}"
+
+
+def _recorded_seconds(notebook: Path) -> float:
+    """The time a chapter's cells took when it was last executed, from its stored execution metadata."""
+    import json
+    from datetime import datetime
+
+    total = 0.0
+    for cell in json.loads(notebook.read_text())["cells"]:
+        run = cell.get("metadata", {}).get("execution", {})
+        if "iopub.execute_input" in run and "iopub.status.idle" in run:
+            start, end = (
+                datetime.fromisoformat(run[k].replace("Z", "+00:00"))
+                for k in ("iopub.execute_input", "iopub.status.idle")
+            )
+            total += (end - start).total_seconds()
+    return total
+
+
+def test_the_reading_path_states_each_chapters_run_time():
+    """The landing page's CPU times agree with the chapters' last recorded execution (within 2x: load varies)."""
+    rows = re.findall(
+        r"^\| \{ref\}`(\d) <ch\d-title>` \|.*\| ([\d.]+) (s|min) \|$", (ROOT / "book" / "intro.md").read_text(), re.M
+    )
+    chapters = sorted((ROOT / "chapters").glob("*.ipynb"))
+    assert [int(n) for n, _, _ in rows] == list(range(1, len(chapters) + 1))
+    for (_, value, unit), notebook in zip(rows, chapters):
+        stated = float(value) * (60 if unit == "min" else 1)
+        recorded = _recorded_seconds(notebook)
+        assert recorded > 0 and 0.5 <= stated / max(recorded, 2.5) <= 2, (notebook.name, stated, recorded)
+
+
+def test_the_landing_figure_is_drawn_from_stored_results(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "hero.png"
+    subprocess.run([sys.executable, str(ROOT / "book" / "figures" / "hero.py"), str(out)], check=True, timeout=120)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (ROOT / "book" / "figures" / "hero.png").exists()
