@@ -47,6 +47,24 @@ def test_chapters_have_figures_exercises_and_collapsed_solutions(html, chapter):
     assert f"{COLAB}chapters/{chapter}.ipynb" in page
 
 
+@pytest.mark.parametrize("chapter", sorted(p.stem for p in (ROOT / "chapters").glob("*.ipynb")))
+def test_stored_figures_are_numbered_captioned_and_have_alt_text(html, chapter):
+    """Every stored PNG figure sits in a <figure> with a <figcaption> and has real alt text."""
+    page = (html / "chapters" / f"{chapter}.html").read_text()
+    images = list(re.finditer(r"<img [^>]*src=\"[^\"]*_images/[^\"]+\.png\"[^>]*>", page))
+    assert len(images) >= 2
+    for img in images:
+        start = page.rfind("<figure", 0, img.start())
+        end = page.find("</figure>", img.end())
+        assert start != -1 and end != -1 and page.rfind("</figure>", 0, img.start()) < start, img.group(0)
+        assert re.search(r"<figcaption\b", page[img.end() : end]), img.group(0)
+        assert re.search(r'<span class="caption-number">Fig\. [\d.]+ </span>', page[img.end() : end]), img.group(0)
+        alt = re.search(r'\balt="([^"]*)"', img.group(0))
+        src = re.search(r'src="([^"]+)"', img.group(0)).group(1)
+        assert alt and len(alt.group(1)) > 20, img.group(0)
+        assert Path(src).stem not in alt.group(1) and not re.fullmatch(r"[0-9a-f]{16,}\S*", alt.group(1)), img.group(0)
+
+
 def _browser_tools() -> str | None:
     """What is missing to run the browser test, or None."""
     chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -84,6 +102,8 @@ def test_pages_in_a_real_browser(html):
     assert pages["book/notation.html"]["math"] > 10  # formulas rendered by MathJax
     assert sum(page["figures"] for page in pages.values()) >= 1  # interactive figures moved
     assert all(pages[p]["solutions"] >= 3 for p in pages if p.startswith("chapters/"))
+    # no display equation wider than its column, at 1280x900 and at phone width (390x844)
+    assert all(page["wideEquations"] == 0 and page["wideEquationsPhone"] == 0 for page in pages.values())
     assert len(list(shots.glob("*.png"))) == report["pages"]
 
 

@@ -4,7 +4,8 @@
 //
 // For every page: no JavaScript error; math rendered by MathJax (no raw TeX left); every interactive
 // figure responds to its slider; exercise solutions stay hidden until their toggle is clicked; the Colab
-// launch link points at the page's notebook; a chapter's title (its H1) is on the first screen. MathJax
+// launch link points at the page's notebook; a chapter's title (its H1) is on the first screen; no display
+// equation is wider than its column, at 1280x900 and again at phone width (390x844). MathJax
 // and plotly.js, which the published book loads from CDNs, are served from local package copies; any
 // other outside request fails the page. Prints a JSON report and exits non-zero on any failure.
 // Screenshots go to <screenshot dir>/<page>.png.
@@ -106,6 +107,18 @@ async function checkFigures(page, problems) {
   return n;
 }
 
+// A display equation must fit its column: MathJax's drawing (mjx-math) no wider than the block that holds it.
+async function checkEquations(page, width, problems) {
+  const over = await page.evaluate(() => [...document.querySelectorAll('mjx-container[display="true"]')].flatMap((c) => {
+    const math = c.querySelector("mjx-math") || c.firstElementChild;
+    const column = c.parentElement.clientWidth;
+    const w = math ? math.getBoundingClientRect().width : 0;
+    return w > column + 2 ? [{ w: Math.round(w), column, tex: (c.closest(".math")?.id || "") + " " + (c.getAttribute("aria-label") || c.textContent).slice(0, 60) }] : [];
+  }));
+  for (const o of over) problems.push(`equation at ${width} px: ${o.w} px wide in a ${o.column} px column: ${o.tex}`);
+  return over.length;
+}
+
 async function checkSolutions(page, problems) {
   const solutions = page.locator("div.solution");
   const n = await solutions.count();
@@ -149,6 +162,7 @@ for (const file of (await listPages(htmlDir)).sort()) {
   const math = await checkMath(page, problems);
   const figures = await checkFigures(page, problems);
   const solutions = await checkSolutions(page, problems);
+  const wideEquations = await checkEquations(page, 1280, problems); // after the solutions are open
   const colab = await checkColab(page, rel, problems);
   const titleTop = await page.evaluate(() => {
     const h1 = [...document.querySelectorAll("h1")].find((h) => h.offsetParent !== null && h.textContent.trim());
@@ -157,9 +171,18 @@ for (const file of (await listPages(htmlDir)).sort()) {
   if (rel.startsWith("chapters/") && !(titleTop < 900)) problems.push(`title: the H1 starts at ${Math.round(titleTop)} px, below the first screen (900 px)`);
   if (blocked.length) problems.push(`requests outside the book: ${[...new Set(blocked)].slice(0, 5).join(", ")}`);
   await page.screenshot({ path: join(shotDir, rel.replace(/\//g, "__").replace(/\.html$/, ".png")), fullPage: true });
-  report.push({ page: rel, math, figures, solutions, colab, titleTop, problems });
-  failed += problems.length > 0;
   await page.close();
+  // Phone width (390x844): display equations only, no screenshot.
+  const phone = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true });
+  await routeOffline(phone, blocked);
+  await phone.goto(base + rel, { waitUntil: "load" });
+  await checkMath(phone, []);
+  await checkSolutions(phone, []); // open them: equations in solutions must fit too
+  const wideEquationsPhone = await checkEquations(phone, 390, problems);
+  await phone.close();
+  if (blocked.length && !problems.some((p) => p.startsWith("requests outside"))) problems.push(`requests outside the book (phone width): ${[...new Set(blocked)].slice(0, 5).join(", ")}`);
+  report.push({ page: rel, math, figures, solutions, colab, titleTop, wideEquations, wideEquationsPhone, problems });
+  failed += problems.length > 0;
 }
 await browser.close();
 server.close();
