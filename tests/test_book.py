@@ -121,3 +121,12 @@ def test_checks_render_collapsed_and_no_test_markers_show(html, chapter):
     assert checks >= 3 and collapsed.count(label) == checks
     visible = re.sub(r'class="[^"]*"', "", page)  # tags become CSS classes (tag_nbval-...), which no one reads
     assert "NBVAL" not in visible and "nbval" not in visible
+
+
+def test_the_bibliography_is_labelled_author_year_like_the_citations(html):
+    page = (html / "book" / "references.html").read_text()
+    labels = re.findall(r'role="doc-biblioentry">\s*<span class="label">(.*?)</span></span>', page, re.S)
+    labels = [re.sub(r"<[^>]+>", "", label).strip("[] ") for label in labels]
+    assert len(labels) >= 10
+    assert all(re.fullmatch(r"[^\d\[\]{}]+, (19|20)\d\d[a-z]?", label) for label in labels), labels
+    assert "Kimi Team, 2025" in labels and "von Werra et al., 2020" in labels
