@@ -61,8 +61,10 @@ def _cmd_warmup(args) -> None:
 
 def _check_writable(out: str, replace_shipped: bool = False, preset: str | None = None) -> None:
     """No command writes into the shipped checkpoints (``kimi-mini warmup --replace-shipped`` aside);
-    the package's path is found without importing it (that would load torch)."""
-    shipped = (Path(__file__).parent / "checkpoints").resolve()
+    checked before torch loads (``rundir`` does not import it)."""
+    from .rundir import SHIPPED_DIR
+
+    shipped = SHIPPED_DIR.resolve()
     target = Path(out).expanduser().resolve()
     if target == shipped or shipped in target.parents or replace_shipped:
         from .warmup import check_writable
@@ -90,9 +92,6 @@ def _cmd_evaluate(args) -> None:
     print(json.dumps(summarize_by_difficulty(records), indent=1))
 
 
-_SHIPPED_PRESETS = ("cpu-tiny", "cpu-small")  # the presets with a shipped warm-up (warmup.SHIPPED_WARMUPS)
-
-
 def _cmd_train(args) -> None:
     from .config import RLConfig, get_preset, get_rl_preset, risky_settings
 
@@ -102,7 +101,9 @@ def _cmd_train(args) -> None:
     )
     # the preset, then the file, then flags; validated before anything loads
     cfg = get_rl_preset(args.preset, check_positions=args.policy is None, **given)
-    if args.policy is None and args.preset not in _SHIPPED_PRESETS:
+    from .rundir import SHIPPED_WARMUPS
+
+    if args.policy is None and args.preset not in SHIPPED_WARMUPS:
         raise ValueError(
             f"preset {args.preset!r} has no shipped warm-up policy: train one with `kimi-mini warmup --preset "
             f"{args.preset} --out DIR`, then pass --policy DIR"
@@ -123,8 +124,8 @@ def _cmd_train(args) -> None:
 def _train(args, cfg, task_cfg) -> list[dict]:
     from .device import get_device, set_threads
     from .policy import save_policy
+    from .rundir import SHIPPED_WARMUPS
     from .train import train_rl
-    from .warmup import SHIPPED_WARMUPS
 
     set_threads(args.threads)
     model, tokenizer = _start_policy(args.policy or SHIPPED_WARMUPS[args.preset], get_device(), args.dtype)

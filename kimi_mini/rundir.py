@@ -40,6 +40,11 @@ __all__ = [
     "read_json",
 ]
 
+#: The checkpoints that ship with the package (read-only to every command).
+SHIPPED_DIR = Path(__file__).parent / "checkpoints"
+#: The shipped warm-up policy of each preset that has one.
+SHIPPED_WARMUPS = {"cpu-tiny": SHIPPED_DIR / "warmup-cpu-tiny", "cpu-small": SHIPPED_DIR / "warmup-cpu-small"}
+
 LOCK_NAME = ".kimi-mini.lock"
 #: Beside the weights of a saved policy: ``{"model.safetensors": "<hex SHA-256>", ...}``.
 CHECKSUMS_NAME = "checksums.json"

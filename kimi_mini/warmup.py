@@ -24,7 +24,7 @@ from .config import Config, get_preset
 from .device import get_device, versions
 from .evaluation import evaluate_policy, summarize_by_difficulty
 from .policy import build_policy, count_parameters, load_policy, save_policy
-from .rundir import sha256_of
+from .rundir import SHIPPED_DIR, SHIPPED_WARMUPS, sha256_of
 from .sft import train_sft
 from .tasks import make_problems
 from .tokenizer import build_char_tokenizer
@@ -40,11 +40,7 @@ __all__ = [
     "sha256_of",
 ]
 
-#: The checkpoints that ship with the package.
-SHIPPED_DIR = Path(__file__).parent / "checkpoints"
-WARMUP_DIR = SHIPPED_DIR / "warmup-cpu-tiny"
-#: The shipped warm-up policy of each preset that has one.
-SHIPPED_WARMUPS = {"cpu-tiny": WARMUP_DIR, "cpu-small": SHIPPED_DIR / "warmup-cpu-small"}
+WARMUP_DIR = SHIPPED_WARMUPS["cpu-tiny"]
 #: Seed of the held-out evaluation problems (training problems come from ``SFTConfig.seed``'s stream).
 EVAL_SEED = 12345
 
