@@ -62,14 +62,12 @@ def _cmd_warmup(args) -> None:
 def _check_writable(out: str, replace_shipped: bool = False, preset: str | None = None) -> None:
     """No command writes into the shipped checkpoints (``kimi-mini warmup --replace-shipped`` aside);
     checked before torch loads (``rundir`` does not import it)."""
-    from .rundir import SHIPPED_DIR
+    from .rundir import is_shipped
 
-    shipped = SHIPPED_DIR.resolve()
-    target = Path(out).expanduser().resolve()
-    if target == shipped or shipped in target.parents or replace_shipped:
+    if is_shipped(out) or replace_shipped:
         from .warmup import check_writable
 
-        check_writable(target, replace_shipped, preset)
+        check_writable(Path(out).expanduser().resolve(), replace_shipped, preset)
 
 
 def _cmd_evaluate(args) -> None:

@@ -17,7 +17,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Llama
 from .config import ModelConfig
 from .rundir import check_checksums, public_file, record_checksums
 
-__all__ = ["build_policy", "count_parameters", "save_policy", "load_policy"]
+__all__ = ["build_policy", "count_parameters", "save_policy", "load_policy", "check_finite"]
 
 
 def build_policy(cfg: ModelConfig, tokenizer) -> LlamaForCausalLM:
@@ -77,9 +77,12 @@ def load_policy(
     model = AutoModelForCausalLM.from_pretrained(
         name_or_path, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
     )
+    check_finite(model, f"the weights of {name_or_path} are damaged")
+    return model.to(device), tokenizer
+
+
+def check_finite(model: torch.nn.Module, damaged: str) -> None:
+    """ValueError ``damaged: N tensor(s) hold NaN ...`` if any of ``model``'s tensors is not finite."""
     bad = [name for name, tensor in model.state_dict().items() if not torch.isfinite(tensor).all()]
     if bad:
-        raise ValueError(
-            f"the weights of {name_or_path} are damaged: {len(bad)} tensor(s) hold NaN or infinite values ({bad[0]}, ...)"
-        )
-    return model.to(device), tokenizer
+        raise ValueError(f"{damaged}: {len(bad)} tensor(s) hold NaN or infinite values ({bad[0]}, ...)")

@@ -45,6 +45,13 @@ SHIPPED_DIR = Path(__file__).parent / "checkpoints"
 #: The shipped warm-up policy of each preset that has one.
 SHIPPED_WARMUPS = {"cpu-tiny": SHIPPED_DIR / "warmup-cpu-tiny", "cpu-small": SHIPPED_DIR / "warmup-cpu-small"}
 
+
+def is_shipped(path: str | Path) -> bool:
+    """Whether ``path`` is, or lies inside, the shipped checkpoints."""
+    path, shipped = Path(path).expanduser().resolve(), SHIPPED_DIR.resolve()
+    return path == shipped or shipped in path.parents
+
+
 LOCK_NAME = ".kimi-mini.lock"
 #: Beside the weights of a saved policy: ``{"model.safetensors": "<hex SHA-256>", ...}``.
 CHECKSUMS_NAME = "checksums.json"

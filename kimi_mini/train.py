@@ -47,6 +47,7 @@ from . import losses
 from .config import LOSSES, RLConfig, TaskConfig
 from .device import available_memory
 from .partial import ReplayBuffer, assemble, partial_rollout_step
+from .policy import check_finite
 from .rewards import length_penalty, overlong_punishment, penalty_weight
 from .rollout import rollout_rewards, sample, token_logprobs
 from .rundir import check_file, read_json, remove_leftovers, run_lock, sha256_of, write_atomically
@@ -207,9 +208,7 @@ def load_weights(policy, path: str | Path) -> None:
         raise ValueError(f"the checkpoint {path} does not fit this policy: {err}") from err
     except Exception as err:  # safetensors' SafetensorError, a missing file: damaged beyond reading
         raise ValueError(f"{path} cannot be read as safetensors weights ({type(err).__name__}: {err})") from err
-    bad = [name for name, tensor in policy.state_dict().items() if not torch.isfinite(tensor).all()]
-    if bad:
-        raise ValueError(f"{path} is damaged: {len(bad)} tensor(s) hold NaN or infinite values ({bad[0]}, ...)")
+    check_finite(policy, f"{path} is damaged")
 
 
 def heldout_metrics(policy, tokenizer, cfg: RLConfig, task_cfg=None) -> dict:

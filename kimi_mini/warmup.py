@@ -24,7 +24,7 @@ from .config import Config, get_preset
 from .device import get_device, versions
 from .evaluation import evaluate_policy, summarize_by_difficulty
 from .policy import build_policy, count_parameters, load_policy, save_policy
-from .rundir import SHIPPED_DIR, SHIPPED_WARMUPS, sha256_of
+from .rundir import SHIPPED_DIR, SHIPPED_WARMUPS, is_shipped, sha256_of
 from .sft import train_sft
 from .tasks import make_problems
 from .tokenizer import build_char_tokenizer
@@ -45,16 +45,11 @@ WARMUP_DIR = SHIPPED_WARMUPS["cpu-tiny"]
 EVAL_SEED = 12345
 
 
-def _is_shipped(path: str | Path) -> bool:
-    path, shipped = Path(path).expanduser().resolve(), SHIPPED_DIR.resolve()
-    return path == shipped or shipped in path.parents
-
-
 def check_writable(path: str | Path, replace_shipped: bool = False, preset: str | None = None) -> Path:
     """``path``, if a command may write a policy or a run there: ValueError for the shipped checkpoints,
     unless ``replace_shipped`` and ``path`` is the shipped warm-up of ``preset`` itself."""
     path = Path(path)
-    if not _is_shipped(path):
+    if not is_shipped(path):
         return path
     own = SHIPPED_WARMUPS.get(preset)
     if replace_shipped and own is not None and path.resolve() == own.resolve():
@@ -123,7 +118,7 @@ def load_warmup_policy(device: torch.device | str = "cpu", path: str | Path = WA
     """
     path = Path(path)
     if not path.is_dir():
-        if _is_shipped(path):
+        if is_shipped(path):
             raise FileNotFoundError(f"no shipped policy at {path}: run `make warmup` to regenerate the warm-up")
         raise FileNotFoundError(f"no policy at {path}: {'it is a file' if path.exists() else 'it does not exist'}")
     if not (path / "model.safetensors").exists():
