@@ -70,8 +70,8 @@ def check_verifier(fn: Callable[[tuple[int, int, int], int, object], int]) -> st
 
     That is 1 when the *last* line of the response that starts with ``answer`` is exactly
     ``answer (x op y) op z`` (ASCII digits, nothing after the expression; spaces around the line are
-    allowed), uses the problem's numbers once each and reaches the target, else 0, and it must never raise. Raises ``AssertionError`` on the first case
-    where ``fn`` disagrees or raises.
+    allowed), uses the problem's numbers once each and reaches the target, else 0, and it must never
+    raise. Raises ``AssertionError`` on the first case where ``fn`` disagrees or raises.
     """
     cases = verifier_cases()
     for problem, response in cases:

@@ -262,7 +262,7 @@ def check_checksums(directory: str | Path) -> bool:
     record = directory / CHECKSUMS_NAME
     if record.is_file():
         recorded = read_json(record)
-        if not isinstance(recorded, dict) or not all(isinstance(v, str) for v in recorded.values()):
+        if not all(isinstance(v, str) for v in recorded.values()):  # read_json: an object
             raise ValueError(f"{record} is damaged: it should map file names to SHA-256 strings")
         for name, expected in recorded.items():
             check_file(directory / name, expected, record)
