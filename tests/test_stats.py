@@ -1,0 +1,63 @@
+"""The interval helper: Wilson's interval against known values, the bootstrap's coverage and pairing."""
+
+import numpy as np
+import pytest
+
+from kimi_mini.stats import Interval, binomial_interval, bootstrap_interval, difference_interval
+
+
+def test_wilson_interval_matches_known_values():
+    # Wilson 95% intervals (Brown, Cai and DasGupta 2001): 0/10 -> [0, 0.278], 8/10 -> [0.490, 0.943]
+    zero, eight = binomial_interval(0, 10), binomial_interval(8, 10)
+    assert zero.mean == 0 and zero.lo == 0 and zero.hi == pytest.approx(0.2775, abs=1e-4)
+    assert (eight.lo, eight.hi) == pytest.approx((0.4902, 0.9433), abs=1e-4)
+
+
+def test_interval_formats_and_excludes():
+    iv = Interval(0.8123, 0.7891, 0.8345)
+    assert str(iv) == "0.812 [0.789, 0.835]" and iv.format(2) == "0.81 [0.79, 0.83]"
+    assert iv.excludes(0.0) and iv.excludes(0.9) and not iv.excludes(0.8)
+
+
+def test_bootstrap_interval_covers_the_true_mean():
+    rng = np.random.default_rng(0)
+    covered = 0
+    for _ in range(40):
+        values = rng.random((3, 512)) < 0.7  # (S, N) Bernoulli(0.7) results
+        iv = bootstrap_interval(values, resamples=500, seed=int(rng.integers(1 << 30)))
+        covered += iv.lo <= 0.7 <= iv.hi
+    assert covered >= 34  # nominal 95% of 40 = 38; 34 allows for the bootstrap's small-sample undercoverage
+
+
+def test_bootstrap_interval_widens_with_seed_to_seed_spread():
+    rng = np.random.default_rng(1)
+    alike = rng.random((3, 512)) < 0.7
+    spread = np.stack([rng.random(512) < p for p in (0.5, 0.7, 0.9)])  # (3, 512) seeds that differ
+    width = lambda iv: iv.hi - iv.lo  # noqa: E731
+    assert width(bootstrap_interval(spread)) > 2 * width(bootstrap_interval(alike))
+
+
+def test_difference_interval_is_paired_by_problem():
+    rng = np.random.default_rng(2)
+    solvable = rng.random(512) < 0.6  # shared: a problem is (almost) always or (almost) never solved
+    a = np.stack([rng.random(512) < np.where(solvable, 0.95, 0.10) for _ in range(3)])
+    b = np.stack([rng.random(512) < np.where(solvable, 0.90, 0.05) for _ in range(3)])
+    paired = difference_interval(a, b)
+    assert paired.excludes(0.0) and paired.mean == pytest.approx(a.mean() - b.mean())
+    # unpaired, the problems' spread would enter twice: the paired interval is much narrower
+    width = lambda iv: iv.hi - iv.lo  # noqa: E731
+    unpaired = np.hypot(width(bootstrap_interval(a)), width(bootstrap_interval(b)))
+    assert width(paired) < 0.6 * unpaired
+    same = difference_interval(a, a)
+    assert same.mean == 0 and not same.excludes(0.0)
+
+
+def test_bad_input_is_rejected_with_the_rule():
+    with pytest.raises(ValueError, match="0 <= successes <= n"):
+        binomial_interval(11, 10)
+    with pytest.raises(ValueError, match="level"):
+        binomial_interval(1, 10, level=0.5)
+    with pytest.raises(ValueError, match="same problems"):
+        difference_interval(np.ones((3, 10)), np.ones((3, 11)))
+    with pytest.raises(ValueError, match="seeds, problems"):
+        bootstrap_interval(np.ones((2, 2, 2)))
