@@ -117,16 +117,122 @@ def _cache_keyword(model) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
-def _timed_forward(model, stats: dict, **inputs):
-    """A forward pass that adds its wall time to ``stats['forward_seconds']`` (the forward-only floor)."""
-    if inputs["input_ids"].is_cuda:
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    out = model(**inputs, use_cache=True)
-    if inputs["input_ids"].is_cuda:
-        torch.cuda.synchronize()
-    stats["forward_seconds"] += time.perf_counter() - start
-    return out
+class _Forward:
+    """The policy's forward pass with a KV cache, timed: ``seconds`` is the forward-only floor that the
+    benchmarks compare the sampler's wall time with (chapter 2)."""
+
+    def __init__(self, policy):
+        self.policy, self.seconds = policy, 0.0
+        self.cache_kw = _cache_keyword(policy)
+
+    def __call__(self, cache, **inputs) -> torch.Tensor:
+        """Logits of the last position, (A, V)."""
+        cuda = inputs["input_ids"].is_cuda
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        out = self.policy(**inputs, use_cache=True, **{self.cache_kw: cache})
+        if cuda:
+            torch.cuda.synchronize()
+        self.seconds += time.perf_counter() - start
+        return out.logits[:, -1]
+
+
+@dataclass
+class _Decoding:
+    """The sampler's state. Rows ``0..B-1`` are all responses; the ``A`` active rows are those still in the
+    batch and its KV cache (``rows`` maps them to response rows)."""
+
+    response_ids: torch.Tensor  # (B, T_max), pad-filled
+    logprobs: torch.Tensor  # (B, T_max)
+    lengths: torch.Tensor  # (B,)
+    budget: torch.Tensor  # (B,): each row's max_new_tokens
+    finished: torch.Tensor  # (B,) bool
+    hit_eos: torch.Tensor  # (B,) bool: finished by end-of-sequence
+    rows: torch.Tensor  # (A,): response row of each active row
+    attention: torch.Tensor  # (A, P + t): attention mask of prompt and response so far
+    next_position: torch.Tensor  # (A,): position id of the next token
+    steps: int = 0
+    row_steps: int = 0  # token slots computed; ``model.generate`` computes B * steps
+
+    @classmethod
+    def start(cls, prompt_mask: torch.Tensor, budgets: list[int], pad: int) -> _Decoding:
+        B, device, T_max = prompt_mask.shape[0], prompt_mask.device, max(budgets)
+        no = torch.zeros(B, dtype=torch.bool, device=device)  # (B,)
+        return cls(
+            response_ids=torch.full((B, T_max), pad, dtype=torch.long, device=device),
+            logprobs=torch.zeros((B, T_max), dtype=torch.float32, device=device),
+            lengths=torch.zeros(B, dtype=torch.long, device=device),
+            budget=torch.tensor(budgets, device=device).expand(B),
+            finished=no,
+            hit_eos=no.clone(),
+            rows=torch.arange(B, device=device),
+            attention=prompt_mask.clone(),
+            next_position=prompt_mask.sum(-1),
+        )
+
+
+def _check_sample_args(prompts, group_size, max_new_tokens, temperature, prefixes) -> list[int]:
+    """The per-row budgets (one, or one per row); ValueError naming the argument if any is invalid."""
+    budgets = [max_new_tokens] if isinstance(max_new_tokens, int) else list(max_new_tokens)
+    if group_size < 1 or min(budgets, default=0) < 1 or temperature < 0:
+        raise ValueError(
+            f"group_size = {group_size}, max_new_tokens = {max_new_tokens} must be >= 1 and temperature = {temperature} >= 0"
+        )
+    if prefixes is not None and (group_size != 1 or len(prefixes) != len(prompts)):
+        raise ValueError("prefixes needs group_size = 1 and one prefix (a list of token ids) per prompt")
+    if len(budgets) > 1 and len(budgets) != len(prompts) * group_size:
+        raise ValueError(f"max_new_tokens has {len(budgets)} budgets for {len(prompts) * group_size} rows")
+    return budgets
+
+
+def _prefill(forward: _Forward, enc, group_size: int) -> tuple[torch.Tensor, DynamicCache]:
+    """Encode each distinct prompt once, then repeat its KV cache for its k samples: logits (B, V), cache."""
+    cache = DynamicCache()
+    position_ids = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)  # (N, P)
+    logits = forward(cache, input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], position_ids=position_ids)
+    cache.batch_repeat_interleave(group_size)
+    return logits.repeat_interleave(group_size, dim=0), cache  # (B, V)
+
+
+def _decode_step(state: _Decoding, logits, noise, t: int, temperature: float, eos: int) -> torch.Tensor:
+    """Sample token ``t`` of every active row and record it for the rows not yet finished: tokens (A,)."""
+    tokens, token_logp = _sample_token(logits, noise[state.rows], temperature)  # (A,), (A,)
+    active = ~state.finished[state.rows]  # (A,): rows kept in the batch after they finished record nothing
+    live, new = state.rows[active], tokens[active]
+    state.response_ids[live, t] = new
+    state.logprobs[live, t] = token_logp[active]
+    state.lengths[live] += 1
+    state.hit_eos[live[new == eos]] = True
+    state.finished[live] = state.hit_eos[live] | (state.lengths[live] >= state.budget[live])
+    state.steps += 1
+    state.row_steps += len(state.rows)
+    return tokens
+
+
+def _drop_finished(state: _Decoding, cache: DynamicCache, tokens: torch.Tensor) -> torch.Tensor:
+    """Remove finished rows from the batch and the KV cache; returns the active rows' last tokens (A',)."""
+    keep = (~state.finished[state.rows]).nonzero().squeeze(-1)  # (A',)
+    cache.batch_select_indices(keep)
+    state.rows, state.attention, state.next_position = (
+        state.rows[keep],
+        state.attention[keep],
+        state.next_position[keep],
+    )
+    return tokens[keep]
+
+
+def _next_logits(forward: _Forward, state: _Decoding, tokens: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
+    """Feed the last sampled token of every active row: logits for the next one, (A, V)."""
+    state.attention = torch.cat([state.attention, state.attention.new_ones((len(state.rows), 1))], dim=1)  # (A, P+t+1)
+    logits = forward(
+        cache,
+        input_ids=tokens.unsqueeze(-1),
+        attention_mask=state.attention,
+        position_ids=state.next_position.unsqueeze(-1),
+    )
+    state.next_position = state.next_position + 1
+    return logits
 
 
 @torch.no_grad()
@@ -153,103 +259,56 @@ def sample(
     ``forward_seconds`` (the model's forward passes alone), ``steps``, ``tokens`` (response tokens) and
     ``row_steps`` (token slots computed: ``model.generate`` computes ``B * steps``).
     """
-    budgets = [max_new_tokens] if isinstance(max_new_tokens, int) else list(max_new_tokens)
-    if group_size < 1 or min(budgets, default=0) < 1 or temperature < 0:
-        raise ValueError(
-            f"group_size = {group_size}, max_new_tokens = {max_new_tokens} must be >= 1 and temperature = {temperature} >= 0"
-        )
-    if prefixes is not None and (group_size != 1 or len(prefixes) != len(prompts)):
-        raise ValueError("prefixes needs group_size = 1 and one prefix (a list of token ids) per prompt")
-    if len(budgets) > 1 and len(budgets) != len(prompts) * group_size:
-        raise ValueError(f"max_new_tokens has {len(budgets)} budgets for {len(prompts) * group_size} rows")
+    budgets = _check_sample_args(prompts, group_size, max_new_tokens, temperature, prefixes)
     device = next(policy.parameters()).device
-    stats = dict(seconds=0.0, forward_seconds=0.0, steps=0, tokens=0, row_steps=0)
-    start = time.perf_counter()
+    start, forward = time.perf_counter(), _Forward(policy)
     if prefixes is None:
-        enc = tokenizer(prompts, return_tensors="pt", padding=True).to(device)  # left-padded
+        enc = tokenizer(prompts, return_tensors="pt", padding=True).to(device)  # (N, P), left-padded
     else:
-        enc = _encode_with_prefixes(tokenizer, prompts, prefixes).to(device)  # left-padded
-    max_new_tokens = max(budgets)
-    budget = torch.tensor(budgets, device=device).expand(len(prompts) * group_size)  # (B,)
-    prompt_ids = enc["input_ids"].repeat_interleave(group_size, dim=0)  # (B, P)
+        enc = _encode_with_prefixes(tokenizer, prompts, prefixes).to(device)  # (N, P), left-padded
+    prompt_ids = enc["input_ids"].repeat_interleave(group_size, dim=0)  # (B, P): k contiguous rows per prompt
     prompt_mask = enc["attention_mask"].repeat_interleave(group_size, dim=0)  # (B, P)
-    B, P = prompt_ids.shape
+    logits, cache = _prefill(forward, enc, group_size)  # (B, V)
+    state = _Decoding.start(prompt_mask, budgets, tokenizer.pad_token_id)
     generator = torch.Generator(device=device).manual_seed(seed)
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-
-    # Prefill each distinct prompt once, then repeat its cache for the k samples.
-    cache, cache_kw = DynamicCache(), _cache_keyword(policy)
-    position_ids = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)  # (N, P)
-    out = _timed_forward(
-        policy,
-        stats,
-        input_ids=enc["input_ids"],
-        attention_mask=enc["attention_mask"],
-        position_ids=position_ids,
-        **{cache_kw: cache},
-    )
-    cache.batch_repeat_interleave(group_size)
-    logits = out.logits[:, -1].repeat_interleave(group_size, dim=0)  # (B, V)
-
-    response_ids = torch.full((B, max_new_tokens), pad, dtype=torch.long, device=device)  # (B, T_max)
-    logprobs = torch.zeros((B, max_new_tokens), dtype=torch.float32, device=device)  # (B, T_max)
-    lengths = torch.zeros(B, dtype=torch.long, device=device)  # (B,)
-    finished = torch.zeros(B, dtype=torch.bool, device=device)  # (B,)
-    hit_eos = torch.zeros(B, dtype=torch.bool, device=device)  # (B,): finished by end-of-sequence
-    rows = torch.arange(B, device=device)  # (A,): batch row of each active sequence
-    attention = prompt_mask.clone()  # (A, P + t)
-    next_position = prompt_mask.sum(-1)  # (A,)
-    for t in range(max_new_tokens):
-        noise = torch.empty((B, logits.shape[-1]), device=device).exponential_(generator=generator)  # (B, V)
-        tokens, token_logp = _sample_token(logits, noise[rows], temperature)  # (A,), (A,)
-        live = ~finished[rows]  # (A,): rows kept for batching after they finished produce nothing
-        response_ids[rows[live], t] = tokens[live]
-        logprobs[rows[live], t] = token_logp[live]
-        lengths[rows[live]] += 1
-        hit_eos[rows[live & (tokens == eos)]] = True
-        finished[rows[live]] = hit_eos[rows[live]] | (lengths[rows[live]] >= budget[rows[live]])
-        stats["steps"] += 1
-        stats["row_steps"] += len(rows)  # token slots computed this step, finished-but-kept rows included
-        if bool(finished.all()) or t + 1 == max_new_tokens:
+    for t in range(max(budgets)):
+        # Noise for all B rows at every step, so a row's tokens do not depend on when others finish.
+        noise = torch.empty((len(prompt_ids), logits.shape[-1]), device=device).exponential_(generator=generator)
+        tokens = _decode_step(state, logits, noise, t, temperature, tokenizer.eos_token_id)  # (A,)
+        if bool(state.finished.all()) or t + 1 == max(budgets):
             break
-        done_share = finished[rows].float().mean().item()
-        if done_share >= compact_every:  # drop finished rows from the batch and the cache
-            keep = (~finished[rows]).nonzero().squeeze(-1)  # (A',)
-            cache.batch_select_indices(keep)
-            rows, tokens, attention, next_position = rows[keep], tokens[keep], attention[keep], next_position[keep]
-        attention = torch.cat([attention, attention.new_ones((len(rows), 1))], dim=1)  # (A, P + t + 1)
-        out = _timed_forward(
-            policy,
-            stats,
-            input_ids=tokens.unsqueeze(-1),
-            attention_mask=attention,
-            position_ids=next_position.unsqueeze(-1),
-            **{cache_kw: cache},
-        )
-        next_position = next_position + 1
-        logits = out.logits[:, -1]  # (A, V)
-
-    T = int(lengths.max())
-    mask = torch.arange(T, device=device).unsqueeze(0) < lengths.unsqueeze(1)  # (B, T)
-    response_ids, logprobs = response_ids[:, :T], logprobs[:, :T] * mask
-    reasons = ["eos" if f else "length" for f in hit_eos.tolist()]
-    texts = [
-        response_text(tokenizer, ids[:n], r) for ids, n, r in zip(response_ids.tolist(), lengths.tolist(), reasons)
-    ]
-    stats["tokens"] = int(lengths.sum())
+        if state.finished[state.rows].float().mean().item() >= compact_every:
+            tokens = _drop_finished(state, cache, tokens)  # (A',)
+        logits = _next_logits(forward, state, tokens, cache)  # (A, V)
+    stats = dict(seconds=0.0, forward_seconds=forward.seconds, steps=state.steps, row_steps=state.row_steps)
+    rollouts = _as_rollouts(state, tokenizer, list(prompts), group_size, prompt_ids, prompt_mask, temperature, stats)
     stats["seconds"] = time.perf_counter() - start
+    return rollouts
+
+
+def _as_rollouts(state: _Decoding, tokenizer, prompts, group_size, prompt_ids, prompt_mask, temperature, stats):
+    """Trim the state's buffers to the longest response and decode the texts."""
+    T = int(state.lengths.max())
+    mask = torch.arange(T, device=state.lengths.device).unsqueeze(0) < state.lengths.unsqueeze(1)  # (B, T)
+    response_ids, logprobs = state.response_ids[:, :T], state.logprobs[:, :T] * mask  # (B, T)
+    reasons = ["eos" if f else "length" for f in state.hit_eos.tolist()]
+    texts = [
+        response_text(tokenizer, ids[:n], r)
+        for ids, n, r in zip(response_ids.tolist(), state.lengths.tolist(), reasons)
+    ]
+    stats["tokens"] = int(state.lengths.sum())
     return Rollouts(
-        list(prompts),
-        group_size,
-        prompt_ids,
-        prompt_mask,
-        response_ids,
-        logprobs,
-        mask,
-        reasons,
-        texts,
-        temperature,
-        stats,
+        prompts=prompts,
+        group_size=group_size,
+        prompt_ids=prompt_ids,
+        prompt_mask=prompt_mask,
+        response_ids=response_ids,
+        logprobs=logprobs,
+        mask=mask,
+        finish_reason=reasons,
+        texts=texts,
+        temperature=temperature,
+        stats=stats,
     )
 
 
