@@ -30,40 +30,37 @@ import torch
 __all__ = ["length_penalty", "batch_length_penalty", "overlong_punishment", "penalty_weight"]
 
 
-def _lambda(lengths: torch.Tensor, correct: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
-    """k1.5's length reward for lengths with the given min and max (broadcast); 0 where hi == lo."""
-    span = (hi - lo).clamp(min=1e-12)
-    lam = 0.5 - (lengths - lo) / span
-    reward = torch.where(correct, lam, lam.clamp(max=0.0))
-    return torch.where(hi > lo, reward, torch.zeros_like(reward))
-
-
 def length_penalty(lengths: torch.Tensor, correct: torch.Tensor, group_size: int) -> torch.Tensor:
     """k1.5's length reward (report 2.3.3), per prompt group.
 
     ``lengths`` (B,) response lengths in tokens, ``correct`` (B,) bool or 0/1, rows in contiguous groups of
     ``group_size`` responses to the same prompt. Returns (B,) floats in [-0.5, 0.5]: lambda_i for a correct
-    response, min(0, lambda_i) for a wrong one, with lambda_i = 0.5 - (len_i - min) / (max - min) and min,
-    max taken over the response's own group; 0 for a group whose responses all have the same length.
+    response, min(0, lambda_i) for a wrong one, with lambda_i = 0.5 - (len_i - min_len) / (max_len - min_len)
+    and min_len, max_len taken over the response's own group; 0 for a group whose responses all have the
+    same length.
     """
     if lengths.shape != correct.shape or lengths.dim() != 1:
         raise ValueError(f"lengths and correct must be 1-D of the same shape, got {lengths.shape} and {correct.shape}")
     if group_size < 1 or len(lengths) % group_size:
         raise ValueError(f"group_size = {group_size} is invalid: it must divide the batch of {len(lengths)} rows.")
     lengths = lengths.float().view(-1, group_size)  # (G, k)
-    lo = lengths.min(dim=1, keepdim=True).values  # (G, 1)
-    hi = lengths.max(dim=1, keepdim=True).values  # (G, 1)
-    return _lambda(lengths, correct.bool().view(-1, group_size), lo, hi).flatten()
+    correct = correct.bool().view(-1, group_size)  # (G, k)
+    min_len = lengths.min(dim=1, keepdim=True).values  # (G, 1)
+    max_len = lengths.max(dim=1, keepdim=True).values  # (G, 1)
+    lam = 0.5 - (lengths - min_len) / (max_len - min_len).clamp(min=1e-12)  # (G, k): lambda_i
+    len_reward = torch.where(correct, lam, lam.clamp(max=0.0))  # lambda_i if correct, min(0, lambda_i) if wrong
+    len_reward = torch.where(max_len > min_len, len_reward, torch.zeros_like(len_reward))  # equal lengths: 0
+    return len_reward.flatten()  # (B,)
 
 
 def batch_length_penalty(lengths: torch.Tensor, correct: torch.Tensor) -> torch.Tensor:
-    """The same formula with min and max over the whole batch (open-r1's ``len_reward``, TRL's example).
+    """The same formula with min_len and max_len over the whole batch (open-r1's ``len_reward``, TRL's
+    example): :func:`length_penalty` with one group of all B responses.
 
     Pass character counts to reproduce them exactly; a batch mixes prompts, so a response's reward depends
     on how long the answers to *other* problems are.
     """
-    lengths = lengths.float()  # (B,)
-    return _lambda(lengths, correct.bool(), lengths.min(), lengths.max())
+    return length_penalty(lengths, correct, group_size=len(lengths))
 
 
 def overlong_punishment(lengths: torch.Tensor, max_len: int, buffer: int) -> torch.Tensor:
