@@ -172,6 +172,14 @@ def _omd_trainer_class():
         ``OMDTrainer(model, reward_funcs, args, ..., tau=1.0)``; ``args`` must set ``scale_rewards="none"``
         (the loss needs r - r_bar, not a z-score) and ``beta=0`` (tau is the loss's own KL term). Set
         ``num_iterations`` to the gradient steps per batch of samples (kimi_mini's ``grad_steps``).
+
+        It overrides one private method, ``GRPOTrainer._compute_loss(model, inputs)``, and calls another,
+        ``_get_per_token_logps_and_entropies``; it reads ``inputs`` keys ``prompt_ids``, ``prompt_mask``,
+        ``completion_ids``, ``completion_mask``, ``advantages``, ``old_per_token_logps`` and
+        ``importance_sampling_ratio``, and the attributes ``scale_rewards``, ``beta``, ``use_vllm``,
+        ``vllm_importance_sampling_correction``, ``current_gradient_accumulation_steps`` and ``_metrics``.
+        Checked against TRL 1.16.0 (pinned in constraints.txt; tests/test_trl.py runs it); private names
+        can change in any TRL release, so check them when upgrading.
         """
 
         def __init__(self, *args, tau: float = 1.0, **kwargs):
