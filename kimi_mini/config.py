@@ -29,6 +29,8 @@ __all__ = [
     "risky_settings",
     "LR_WARNING_FACTOR",
     "option",
+    "part",
+    "Validated",
 ]
 
 
@@ -83,8 +85,10 @@ def _check_field(obj: Any, f: dataclasses.Field) -> None:
         raise ValueError(f"{name} = {value!r} is invalid: it must be {_allowed(meta)}. ({meta['doc']})")
 
 
-class _Validated:
-    """Mixin: validate every field on construction; ``describe()`` lists fields with their docs."""
+class Validated:
+    """Mixin for config dataclasses whose fields are made with :func:`option` or :func:`part`: every field is
+    validated on construction (ValueError naming the field and its allowed range); ``describe()`` lists the
+    fields with their docs. Subclasses override ``_check_combinations`` for rules across fields."""
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -103,7 +107,7 @@ class _Validated:
 
 
 @dataclass
-class TaskConfig(_Validated):
+class TaskConfig(Validated):
     """The Countdown-mini task: reach a target from three small numbers with + - *."""
 
     min_number: int = option(1, "Smallest number in a problem.", lo=0, hi=9)
@@ -121,7 +125,7 @@ class TaskConfig(_Validated):
 
 
 @dataclass
-class ModelConfig(_Validated):
+class ModelConfig(Validated):
     """The policy: a tiny Llama-style causal LM, or a pretrained model by name."""
 
     hidden_size: int = option(128, "Width of the residual stream.", lo=8, hi=8192)
@@ -143,7 +147,7 @@ class ModelConfig(_Validated):
 
 
 @dataclass
-class SFTConfig(_Validated):
+class SFTConfig(Validated):
     """The long-CoT warm-up (paper 2.2): supervised fine-tuning on search traces."""
 
     steps: int = option(3000, "Optimizer steps.", lo=1, hi=10_000_000)
@@ -162,7 +166,7 @@ class SFTConfig(_Validated):
 
 
 @dataclass
-class SampleConfig(_Validated):
+class SampleConfig(Validated):
     """Sampling responses from the policy."""
 
     max_new_tokens: int = option(480, "Longest response, in tokens.", lo=1, hi=131072)
@@ -175,7 +179,7 @@ SAMPLERS = ("fresh", "uniform", "curriculum", "prioritized")
 
 
 @dataclass
-class RLConfig(_Validated):
+class RLConfig(Validated):
     """An RL run (the loop is :func:`kimi_mini.train.train_rl`)."""
 
     iterations: int = option(10, "RL iterations.", lo=1, hi=1_000_000)
@@ -291,7 +295,7 @@ def _check_budget_fits(field: str, max_new_tokens: int, model: ModelConfig, wher
 
 
 @dataclass
-class Config(_Validated):
+class Config(Validated):
     """All settings of a run, grouped by part."""
 
     task: TaskConfig = part(TaskConfig, "The task.")

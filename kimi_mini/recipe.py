@@ -26,7 +26,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .config import PRESETS, RLConfig, SFTConfig, _Validated, get_preset, get_rl_preset, option, part
+from .config import PRESETS, RLConfig, SFTConfig, Validated, get_preset, get_rl_preset, option, part
 from .device import get_device
 from .long2short import fine_tune, shortest_correct
 from .policy import save_policy
@@ -51,7 +51,7 @@ RECIPE_RL = dict(
 
 
 @dataclass
-class Long2ShortConfig(_Validated):
+class Long2ShortConfig(Validated):
     """Shortest-correct rejection sampling (report 2.4): sample, keep the shortest correct, fine-tune."""
 
     problems: int = option(256, "Training problems the long-CoT policy answers.", lo=1, hi=10_000_000)
@@ -63,7 +63,7 @@ class Long2ShortConfig(_Validated):
 
 
 @dataclass
-class RecipeConfig(_Validated):
+class RecipeConfig(Validated):
     """Every setting of the whole recipe; :func:`recipe_config` fills it from a preset."""
 
     preset: str = option("cpu-tiny", "Task, policy size and sampling settings.", choices=tuple(PRESETS))
