@@ -23,10 +23,9 @@ from kimi_mini.device import set_threads, versions  # noqa: E402
 from kimi_mini.long2short import load_long_policy  # noqa: E402
 from kimi_mini.rollout import sample  # noqa: E402
 from kimi_mini.search import beam_answers, best_of_n, direct_answers  # noqa: E402
-from kimi_mini.tasks import make_problems, prompt_text, verify  # noqa: E402
+from kimi_mini.tasks import HELDOUT_SEED, heldout_problems, prompt_text, verify  # noqa: E402
 
 RESULT = Path(__file__).resolve().parents[1] / "kimi_mini" / "results" / "search-cpu.json"
-HELDOUT_SEED = 10_000_019  # the held-out problems of RLConfig(seed=0)
 
 
 def _subset(values: list, per: int, n: int) -> list:
@@ -45,7 +44,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     set_threads(1)
     policy, tokenizer = load_long_policy()
-    problems = make_problems(args.problems, seed=HELDOUT_SEED)
+    problems = heldout_problems(args.problems)  # the held-out problems of RLConfig(seed=0)
     prompts = [prompt_text(p) for p in problems]
     points, start = [], time.perf_counter()
 

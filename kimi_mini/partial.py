@@ -30,6 +30,9 @@ from .tasks import Problem, policy_prompts
 
 __all__ = ["Segment", "Trajectory", "Group", "ReplayBuffer", "find_repeat", "partial_rollout_step", "assemble"]
 
+#: Added to an iteration's seed for the continued rows' sampling noise, so it differs from the new rows'.
+CONTINUATION_SEED_OFFSET = 500_009
+
 
 @dataclass
 class Segment:
@@ -159,7 +162,7 @@ def partial_rollout_step(
             1,
             [min(cfg.segment_tokens, cfg.max_new_tokens - len(t)) for _, t in carried],
             cfg.temperature,
-            seed=seed + 500_009,
+            seed=seed + CONTINUATION_SEED_OFFSET,
             compact_every=compact_every,
             prefixes=[t.ids for _, t in carried],
         )

@@ -38,6 +38,8 @@ __all__ = [
     "difficulty_of",
     "make_problem",
     "make_problems",
+    "HELDOUT_SEED",
+    "heldout_problems",
     "prompt_text",
     "instruction_text",
     "policy_prompts",
@@ -124,6 +126,17 @@ def make_problems(n: int, seed: int, cfg: TaskConfig = TaskConfig(), difficulty:
     """``n`` problems from a seeded generator: the same seed gives the same list."""
     rng = random.Random(seed)
     return [make_problem(rng, cfg, difficulty) for _ in range(n)]
+
+
+#: Seed offset of RL's held-out problems: a run with seed s evaluates on ``make_problems(n, HELDOUT_SEED + s)``,
+#: a stream no training iteration draws from (iterations use ``s * 1_000_003 + i``, :func:`kimi_mini.train`).
+#: The warm-up evaluates on its own fixed set (:data:`kimi_mini.warmup.EVAL_SEED`), as its shipped metrics record.
+HELDOUT_SEED = 10_000_019
+
+
+def heldout_problems(n: int, run_seed: int = 0, cfg: TaskConfig = TaskConfig()) -> list[Problem]:
+    """The ``n`` held-out problems of an RL run with seed ``run_seed`` (the same for every method compared)."""
+    return make_problems(n, seed=HELDOUT_SEED + run_seed, cfg=cfg)
 
 
 def prompt_text(problem: Problem) -> str:
