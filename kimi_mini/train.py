@@ -20,8 +20,9 @@ collapses to 0 stops with its checkpoint kept (``RLConfig.collapse_accuracy``, :
 Metrics (one JSON line per iteration in ``metrics.jsonl``): ``reward`` (mean training reward),
 ``response_tokens`` (mean length), ``truncated`` (share cut at max_new_tokens), ``kl_prev`` (KL(pi_i ||
 pi_{i+1}) per response, estimated on the samples with the non-negative k3 estimator), ``entropy`` (mean -log pi_i per response token, an entropy estimate),
-``loss``, ``rollout_seconds``, ``train_seconds``, ``tokens_per_second`` (with a length reward configured also
-``accuracy``, the verifier's mean, and ``length_reward``, the mean added for length) and, every ``eval_every``
+``loss``, ``rollout_seconds``, ``train_seconds``, ``tokens_per_second`` (with a length reward configured or a
+``reward_fn`` also ``accuracy``, the verifier's mean; with a length reward ``length_reward``, the mean added for
+length) and, every ``eval_every``
 iterations, ``eval_accuracy`` on held-out problems, with length, answer-token share and both per
 difficulty (:func:`heldout_metrics`).
 
@@ -59,6 +60,7 @@ __all__ = [
     "train_rl",
     "update_policy",
     "evaluate_heldout",
+    "judged_rewards",
     "heldout_metrics",
     "kl_k3",
     "length_rewards",
@@ -296,8 +298,28 @@ def _rollouts_partial(
     return [g.problem for g in groups], rollouts, extra
 
 
+def judged_rewards(reward_fn, problems, rollouts) -> torch.Tensor:
+    """(B,) ``reward_fn``'s rewards, called as TRL calls a reward function: each row's prompt and response
+    text, with the problem's ``numbers`` and ``target`` as columns (chapter 10's reward models)."""
+    rows = [problems[i // rollouts.group_size] for i in range(len(rollouts))]
+    values = reward_fn(
+        prompts=[rollouts.prompts[i // rollouts.group_size] for i in range(len(rollouts))],
+        completions=rollouts.texts,
+        numbers=[list(p.numbers) for p in rows],
+        target=[p.target for p in rows],
+    )
+    return torch.tensor(values, dtype=torch.float32)
+
+
 def _one_iteration(
-    policy, tokenizer, cfg: RLConfig, iteration: int, task_cfg, buffer: ReplayBuffer, pool: ProblemPool | None
+    policy,
+    tokenizer,
+    cfg: RLConfig,
+    iteration: int,
+    task_cfg,
+    buffer: ReplayBuffer,
+    pool: ProblemPool | None,
+    reward_fn=None,
 ) -> dict:
     start = time.perf_counter()
     policy.eval()
@@ -309,6 +331,9 @@ def _one_iteration(
     if rollouts is None:  # partial rollouts: no group finished this iteration, nothing to learn from
         return dict(iteration=iteration, rollout_seconds=rollout_seconds, train_seconds=0.0, **extra)
     correct = rollout_rewards(problems, rollouts).to(rollouts.mask.device)  # (B,) the verifier's 0/1
+    if reward_fn is not None:  # a learned judge in place of the verifier; the verifier is only logged
+        extra["accuracy"] = float(correct.mean())
+        correct = judged_rewards(reward_fn, problems, rollouts).to(correct.device)  # (B,)
     repeated = torch.tensor([r == "repeat" for r in rollouts.finish_reason], device=correct.device)
     rewards = correct - cfg.repeat_penalty * repeated.float()
     if pool is not None:
@@ -316,7 +341,8 @@ def _one_iteration(
     if cfg.length_penalty > 0 or cfg.overlong_buffer > 0:
         length_reward = length_rewards(rollouts.lengths.to(correct.device), correct, cfg, iteration)  # (B,)
         rewards = rewards + length_reward
-        extra.update(accuracy=float(correct.mean()), length_reward=float(length_reward.mean()))
+        extra.setdefault("accuracy", float(correct.mean()))
+        extra["length_reward"] = float(length_reward.mean())
     old_logprobs = rollouts.logprobs  # (B, T): the sampling policy's, frozen
     start = time.perf_counter()
     loss = update_policy(policy, rollouts, rewards, cfg, iteration)
@@ -451,7 +477,14 @@ def _out_of_memory(err: RuntimeError, estimate: dict[str, int], device) -> Memor
 
 
 def train_rl(
-    policy, tokenizer, cfg: RLConfig, run_dir: str | Path, task_cfg=None, resume: bool = True, progress: bool = True
+    policy,
+    tokenizer,
+    cfg: RLConfig,
+    run_dir: str | Path,
+    task_cfg=None,
+    resume: bool = True,
+    progress: bool = True,
+    reward_fn=None,
 ) -> list[dict]:
     """Run ``cfg.iterations`` RL iterations, logging to ``run_dir``; resume from its checkpoint if any.
 
@@ -461,6 +494,12 @@ def train_rl(
     ValueError if another process writes there. Raises FloatingPointError naming the iteration if the loss
     becomes non-finite, :class:`TrainingCollapsed` (after writing the checkpoint) if the held-out accuracy
     collapses, ValueError if the settings cannot fit the device's memory and MemoryError if it runs out.
+
+    ``reward_fn``, if given, scores the responses in place of the verifier: a reward function with TRL's
+    interface, ``f(prompts, completions, numbers, target, **kwargs) -> list[float]`` (such as
+    :func:`kimi_mini.reward_models.reward_function`, chapter 10). Its values are the ``reward`` (and what a
+    problem pool or length reward counts as correct); the verifier's mean is still logged as ``accuracy``.
+    It is not part of the checkpoint: resume a run with the same function.
     """
     run_dir, task_cfg = Path(run_dir), task_cfg or TaskConfig()
     with run_lock(run_dir):
@@ -470,7 +509,7 @@ def train_rl(
             _check_same_run(meta["config"], asdict(cfg), run_dir)
         estimate = _check_memory(policy, tokenizer, cfg, task_cfg)
         try:
-            return _train_loop(policy, tokenizer, cfg, run_dir, task_cfg, meta, progress)
+            return _train_loop(policy, tokenizer, cfg, run_dir, task_cfg, meta, progress, reward_fn)
         except RuntimeError as err:
             oom = _out_of_memory(err, estimate, next(policy.parameters()).device)
             if oom is None:
@@ -478,14 +517,16 @@ def train_rl(
             raise oom from err
 
 
-def _train_loop(policy, tokenizer, cfg: RLConfig, run_dir: Path, task_cfg, meta: dict | None, progress: bool):
+def _train_loop(
+    policy, tokenizer, cfg: RLConfig, run_dir: Path, task_cfg, meta: dict | None, progress: bool, reward_fn=None
+):
     history = meta["history"] if meta else []
     buffer = ReplayBuffer.from_state_dict(meta.get("buffer", {"groups": []})) if meta else ReplayBuffer()
     first = meta["iteration"] + 1 if meta else 0
     pool = _problem_pool(policy, tokenizer, cfg, task_cfg, meta)
     bar = tqdm(range(first, cfg.iterations), desc="RL", disable=not progress, initial=first, total=cfg.iterations)
     for iteration in bar:
-        row = _one_iteration(policy, tokenizer, cfg, iteration, task_cfg, buffer, pool)
+        row = _one_iteration(policy, tokenizer, cfg, iteration, task_cfg, buffer, pool, reward_fn)
         if (iteration + 1) % cfg.eval_every == 0 or iteration + 1 == cfg.iterations:
             row.update(heldout_metrics(policy, tokenizer, cfg, task_cfg))
         history.append(row)
