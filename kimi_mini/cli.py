@@ -161,14 +161,13 @@ def _start_policy(name_or_path, device, dtype: str | None):
     """A local policy directory (clear error if it is not one), or a hub name such as Qwen/Qwen2.5-0.5B-Instruct."""
     import torch
 
-    from .policy import load_policy
-    from .warmup import load_warmup_policy
+    from .policy import load_local_policy, load_policy
 
     torch_dtype = getattr(torch, dtype) if dtype else None
     if torch.device(device).type == "cuda":
         torch.set_float32_matmul_precision("high")  # TF32 matmuls: float32 weights at tensor-core speed
     if _is_local(name_or_path):
-        model, tokenizer = load_warmup_policy(device, Path(name_or_path).expanduser())
+        model, tokenizer = load_local_policy(Path(name_or_path).expanduser(), device, regenerate="make warmup")
         return (model.to(torch_dtype) if torch_dtype else model), tokenizer
     try:
         model, tokenizer = load_policy(str(name_or_path), device, dtype=torch_dtype)  # a hub name: downloads

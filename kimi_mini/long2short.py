@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .config import RLConfig
-from .policy import load_policy
+from .policy import load_local_policy
 from .sft import IGNORE_INDEX, collate, encode_example, sft_loss
 from .tasks import Problem, prompt_text, verify
 
@@ -49,12 +49,9 @@ LONG_DIR = Path(__file__).parent / "checkpoints" / "long-cot-cpu-tiny"
 
 
 def load_long_policy(device: str = "cpu", path: str | Path = LONG_DIR):
-    """``(model, tokenizer)`` of the shipped long-CoT policy, in eval mode."""
-    path = Path(path)
-    if not (path / "model.safetensors").exists():
-        raise FileNotFoundError(f"no long-CoT policy at {path}: run `python benchmarks/long2short.py long --save`.")
-    model, tokenizer = load_policy(path, device)
-    return model.eval(), tokenizer
+    """``(model, tokenizer)`` of the shipped long-CoT policy (or the policy directory ``path``), in eval mode:
+    :func:`kimi_mini.policy.load_local_policy`."""
+    return load_local_policy(path, device, regenerate="python benchmarks/long2short.py long --save")
 
 
 def merge_policies(long_policy, short_policy, weight: float):

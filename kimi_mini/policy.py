@@ -15,9 +15,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedModel
 
 from .config import ModelConfig
-from .rundir import check_checksums, public_file, record_checksums
+from .rundir import check_checksums, is_shipped, public_file, record_checksums
 
-__all__ = ["build_policy", "count_parameters", "save_policy", "load_policy", "check_finite"]
+__all__ = ["build_policy", "count_parameters", "save_policy", "load_policy", "load_local_policy", "check_finite"]
 
 
 def build_policy(cfg: ModelConfig, tokenizer) -> LlamaForCausalLM:
@@ -79,6 +79,47 @@ def load_policy(
     )
     check_finite(model, f"the weights of {name_or_path} are damaged")
     return model.to(device), tokenizer
+
+
+def load_local_policy(path: str | Path, device: torch.device | str = "cpu", regenerate: str | None = None):
+    """``(model, tokenizer)`` of a policy directory (a warm-up, a long-CoT policy, the ``policy/`` folder of
+    an RL run), in eval mode on ``device``: every loader of a local policy in the package comes here.
+
+    Raises FileNotFoundError if there is no such directory (for a shipped one, with ``regenerate``, the
+    command that makes it again) and ValueError saying what was found if it holds no safetensors weights,
+    or if the weights are damaged.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        if is_shipped(path) and regenerate:
+            raise FileNotFoundError(f"no shipped policy at {path}: run `{regenerate}` to regenerate it")
+        raise FileNotFoundError(f"no policy at {path}: {'it is a file' if path.exists() else 'it does not exist'}")
+    if not (path / "model.safetensors").exists():
+        raise ValueError(_no_weights(path))
+    try:
+        model, tokenizer = load_policy(path, device)
+    except (ValueError, OSError):
+        raise
+    except Exception as err:  # safetensors' SafetensorError, a damaged config: one line, the directory named
+        raise ValueError(f"{path} cannot be loaded as a policy ({type(err).__name__}: {err})") from err
+    return model.eval(), tokenizer
+
+
+def _no_weights(path: Path) -> str:
+    """Why ``path`` is not a policy directory, from what it holds."""
+    names = sorted(p.name for p in path.iterdir())
+    pickles = [n for n in names if n.endswith((".bin", ".pt", ".pth", ".ckpt", ".pkl"))]
+    if pickles:
+        return (
+            f"{path} holds {', '.join(pickles)} but no model.safetensors: kimi_mini loads only safetensors "
+            "weights, because loading a pickle file can run any code it contains. If you trust its source, "
+            "convert it with transformers: AutoModelForCausalLM.from_pretrained(DIR).save_pretrained(DIR)"
+        )
+    found = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "") if names else "nothing"
+    return (
+        f"{path} holds no model.safetensors (found: {found}): pass a policy directory, such as one "
+        "`kimi-mini warmup --out` wrote or the policy/ folder of a `kimi-mini train --out` run"
+    )
 
 
 def check_finite(model: torch.nn.Module, damaged: str) -> None:

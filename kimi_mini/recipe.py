@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from .config import PRESETS, RLConfig, SFTConfig, Validated, get_preset, get_rl_preset, option, part
 from .device import get_device
 from .long2short import fine_tune, shortest_correct
-from .policy import save_policy
+from .policy import load_local_policy, save_policy
 from .rollout import sample
 from .tasks import make_problems, prompt_text
 from .train import heldout_metrics, train_rl
@@ -160,7 +160,7 @@ def _rl_stage(cfg: RecipeConfig, path: Path, warmup: Path, device, resume: bool,
 
 def _long2short_stage(cfg: RecipeConfig, path: Path, long_dir: Path, device, progress: bool) -> dict:
     l2s = cfg.long2short
-    policy, tokenizer = load_warmup_policy(device, long_dir)
+    policy, tokenizer = load_local_policy(long_dir, device)  # the RL stage's policy
     start = time.perf_counter()
     problems = make_problems(l2s.problems, seed=l2s.seed, cfg=cfg.task)
     rollouts = sample(

@@ -23,7 +23,7 @@ import torch
 from .config import Config, get_preset
 from .device import get_device, versions
 from .evaluation import evaluate_policy, summarize_by_difficulty
-from .policy import build_policy, count_parameters, load_policy, save_policy
+from .policy import build_policy, count_parameters, load_local_policy, save_policy
 from .rundir import SHIPPED_DIR, SHIPPED_WARMUPS, is_shipped, sha256_of
 from .sft import train_sft
 from .tasks import make_problems
@@ -110,40 +110,6 @@ def train_warmup_policy(
 
 def load_warmup_policy(device: torch.device | str = "cpu", path: str | Path = WARMUP_DIR):
     """``(model, tokenizer)`` of the shipped warm-up policy (or the policy directory ``path``), in eval mode
-    on ``device``.
-
-    Raises FileNotFoundError if there is no such directory (for the shipped one, with the command that
-    regenerates it) and ValueError saying what was found if it holds no safetensors weights, or if the
-    weights are damaged.
-    """
-    path = Path(path)
-    if not path.is_dir():
-        if is_shipped(path):
-            raise FileNotFoundError(f"no shipped policy at {path}: run `make warmup` to regenerate the warm-up")
-        raise FileNotFoundError(f"no policy at {path}: {'it is a file' if path.exists() else 'it does not exist'}")
-    if not (path / "model.safetensors").exists():
-        raise ValueError(_no_weights(path))
-    try:
-        model, tokenizer = load_policy(path, device)
-    except (ValueError, OSError):
-        raise
-    except Exception as err:  # safetensors' SafetensorError, a damaged config: one line, the directory named
-        raise ValueError(f"{path} cannot be loaded as a policy ({type(err).__name__}: {err})") from err
-    return model.eval(), tokenizer
-
-
-def _no_weights(path: Path) -> str:
-    """Why ``path`` is not a policy directory, from what it holds."""
-    names = sorted(p.name for p in path.iterdir())
-    pickles = [n for n in names if n.endswith((".bin", ".pt", ".pth", ".ckpt", ".pkl"))]
-    if pickles:
-        return (
-            f"{path} holds {', '.join(pickles)} but no model.safetensors: kimi_mini loads only safetensors "
-            "weights, because loading a pickle file can run any code it contains. If you trust its source, "
-            "convert it with transformers: AutoModelForCausalLM.from_pretrained(DIR).save_pretrained(DIR)"
-        )
-    found = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "") if names else "nothing"
-    return (
-        f"{path} holds no model.safetensors (found: {found}): pass a policy directory, such as one "
-        "`kimi-mini warmup --out` wrote or the policy/ folder of a `kimi-mini train --out` run"
-    )
+    on ``device``: :func:`kimi_mini.policy.load_local_policy` (its errors name what is missing, and for the
+    shipped warm-up the command that regenerates it)."""
+    return load_local_policy(path, device, regenerate="make warmup")
