@@ -21,6 +21,7 @@ __all__ = [
     "check_length_penalty",
     "check_prioritized_weights",
     "check_overlong_reward",
+    "check_judge_target",
 ]
 
 
@@ -290,3 +291,20 @@ def check_overlong_reward(make_reward: Callable, n: int = 100, seed: int = 0) ->
             f"make_reward({max_len}, {buffer}) on lengths {lengths} returned {got}, expected {expected}"
         )
     return f"All {n} checks passed."
+
+
+def check_judge_target(fn: Callable[[tuple[int, int, int], int, str], str]) -> str:
+    """Chapter 10: ``fn(numbers, target, response)`` must return the chain-of-thought judge's training target,
+    :func:`kimi_mini.reward_models.check_text` (the answer line recomputed in the trace format, the digits
+    used against the problem's, then ``=> !`` or ``=> .``), on the tricky responses of
+    :func:`verifier_cases` and on traces and guesses of random problems."""
+    from .reward_models import check_text
+
+    cases = [(p, r) for p, r in verifier_cases(100) if isinstance(r, str)]
+    for problem, response in cases:
+        expected, got = check_text(problem, response), fn(problem.numbers, problem.target, response)
+        assert got == expected, (
+            f"for {problem.numbers} -> {problem.target} and the response {response!r}: got {got!r}, "
+            f"expected {expected!r}"
+        )
+    return f"All {len(cases)} checks passed."

@@ -168,3 +168,27 @@ def test_overlong_reward_check():
     for wrong in (characters, no_floor):
         with pytest.raises(AssertionError):
             check_overlong_reward(wrong)
+
+
+def test_judge_target_check_accepts_the_package_and_rejects_near_misses():
+    from kimi_mini.exercises import check_judge_target
+    from kimi_mini.reward_models import check_text
+
+    def right(numbers, target, response):
+        return check_text(Problem(numbers, target), response)
+
+    def value_only(numbers, target, response):  # forgets to compare the digits used
+        text = right(numbers, target, response)
+        head, _, _ = text.rpartition("=> ")
+        value_ok = head and head.split(",")[0].split(" vs ")[0].split("=")[-1] == str(target)
+        return head + ("=> !" if value_ok else "=> .") if head else text
+
+    def unsorted(numbers, target, response):  # the problem's digits in their order
+        text = right(numbers, target, response)
+        need = "".join(sorted("".join(map(str, numbers))))
+        return text.replace(f"vs {need} =>", f"vs {''.join(map(str, numbers))} =>")
+
+    assert check_judge_target(right).startswith("All ")
+    for wrong in (value_only, unsorted):
+        with pytest.raises(AssertionError):
+            check_judge_target(wrong)
