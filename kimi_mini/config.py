@@ -182,66 +182,98 @@ SAMPLERS = ("fresh", "uniform", "curriculum", "prioritized")
 class RLConfig(Validated):
     """An RL run (the loop is :func:`kimi_mini.train.train_rl`)."""
 
+    # The run and its samples (report 2.3.1): k responses to each of the iteration's problems.
     iterations: int = option(10, "RL iterations.", lo=1, hi=1_000_000)
     prompts_per_iteration: int = option(16, "Problems sampled per iteration.", lo=1, hi=65536)
     group_size: int = option(8, "Responses sampled per problem (the report's k).", lo=1, hi=1024)
     max_new_tokens: int = option(480, "Longest response, in tokens.", lo=1, hi=131072)
     temperature: float = option(1.0, "Sampling temperature.", lo=0.0, lo_open=True, hi=10.0)
-    loss: str = option("omd", "Policy loss: omd (k1.5), reinforce, grpo or rest.", choices=LOSSES)
-    tau: float = option(1.0, "Strength of the KL regulariser of the omd loss.", lo=0.0, lo_open=True, hi=1e6)
-    clip_eps: float = option(0.2, "PPO clipping range of the grpo loss.", lo=0.0, lo_open=True, hi=10.0)
-    lr: float = option(1e-4, "AdamW learning rate.", lo=0.0, lo_open=True, hi=1.0)
-    grad_steps: int = option(4, "Optimizer steps per iteration on the same samples.", lo=1, hi=10_000)
-    length_buckets: int = option(4, "Forward passes per step, rows grouped by length (less padding).", lo=1, hi=1024)
-    eval_every: int = option(5, "Evaluate on held-out problems every this many iterations.", lo=1, hi=1_000_000)
-    eval_problems: int = option(128, "Held-out problems per evaluation.", lo=1, hi=1_000_000)
-    checkpoint_every: int = option(1, "Write a checkpoint every this many iterations.", lo=1, hi=1_000_000)
     seed: int = option(0, "Seed of the problems and the sampling noise.", lo=0, hi=2**31 - 1)
-    partial_rollouts: bool = option(
-        False, "Cap each iteration's new tokens per trajectory (chapter 6).", choices=(False, True)
-    )
-    segment_tokens: int = option(
-        128, "With partial rollouts: new tokens per trajectory per iteration.", lo=1, hi=131072
-    )
-    mask_stale_segments: bool = option(
-        True,
-        "With partial rollouts: leave tokens sampled by earlier iterations out of the loss.",
-        choices=(True, False),
-    )
-    repeat_times: int = option(
-        3, "With partial rollouts: stop a trajectory whose last block repeats this often (0: never).", lo=0, hi=1000
-    )
-    repeat_block: int = option(64, "Longest block (tokens) repeat detection looks for.", lo=2, hi=4096)
-    repeat_penalty: float = option(0.0, "Reward subtracted from a trajectory stopped for repeating.", lo=0.0, hi=10.0)
-    length_penalty: float = option(
-        0.0, "Weight of k1.5's per-group length reward added to the verifier's (chapter 7); 0: off.", lo=0.0, hi=100.0
-    )
-    length_penalty_warmup: int = option(
-        0, "Iterations of plain RL before the length reward starts.", lo=0, hi=1_000_000
-    )
-    overlong_buffer: int = option(
-        0, "DAPO's soft overlong punishment over the last this many tokens of the budget; 0: off.", lo=0, hi=131072
-    )
-    sampling: str = option(
-        "fresh",
-        "Problems per iteration: fresh ones, or from a fixed pool: uniform, curriculum or prioritized (chapter 8).",
-        choices=SAMPLERS,
-    )
-    pool_size: int = option(512, "With a pool sampler: training problems in the pool.", lo=1, hi=10_000_000)
-    curriculum_switch: int = option(
-        8, "Curriculum: iterations on every problem before training on hard ones only.", lo=0, hi=1_000_000
-    )
-    guess_filter: bool = option(
-        False,
-        "With a pool sampler: drop problems the starting policy answers right without reasoning in 8 tries.",
-        choices=(False, True),
-    )
     prompt_style: str = option(
         "trace",
         "Prompts: trace (the tiny policy's '4 3 5 -> 17'), or chat (an instruction in the tokenizer's chat "
         "template, for a pretrained instruction model; chapter 9).",
         choices=("trace", "chat"),
     )
+
+    # The loss and its optimizer (2.3.2): a fresh AdamW every iteration.
+    loss: str = option("omd", "Policy loss: omd (k1.5), reinforce, grpo or rest.", choices=LOSSES)
+    tau: float = option(
+        1.0,
+        "Strength of the KL regulariser of the omd loss (the report's tau); ignored by the other losses.",
+        lo=0.0,
+        lo_open=True,
+        hi=1e6,
+    )
+    clip_eps: float = option(
+        0.2, "PPO clipping range of the grpo loss; ignored by the other losses.", lo=0.0, lo_open=True, hi=10.0
+    )
+    lr: float = option(1e-4, "AdamW learning rate.", lo=0.0, lo_open=True, hi=1.0)
+    grad_steps: int = option(4, "Optimizer steps per iteration on the same samples.", lo=1, hi=10_000)
+
+    # The length reward (2.3.3), and DAPO's overlong punishment for comparison (chapter 7).
+    length_penalty: float = option(
+        0.0, "Weight of k1.5's per-group length reward added to the verifier's (chapter 7); 0: off.", lo=0.0, hi=100.0
+    )
+    length_penalty_warmup: int = option(
+        0,
+        "Iterations of plain RL before the length reward starts; ignored when length_penalty = 0.",
+        lo=0,
+        hi=1_000_000,
+    )
+    overlong_buffer: int = option(
+        0, "DAPO's soft overlong punishment over the last this many tokens of the budget; 0: off.", lo=0, hi=131072
+    )
+
+    # Which problems to train on (2.3.4, and the guess filter of 2.1; chapter 8).
+    sampling: str = option(
+        "fresh",
+        "Problems per iteration: fresh ones, or from a fixed pool: uniform, curriculum or prioritized (chapter 8).",
+        choices=SAMPLERS,
+    )
+    pool_size: int = option(512, "Training problems in the pool; ignored when sampling = fresh.", lo=1, hi=10_000_000)
+    curriculum_switch: int = option(
+        8,
+        "Iterations on every problem before training on hard ones only; ignored unless sampling = curriculum.",
+        lo=0,
+        hi=1_000_000,
+    )
+    guess_filter: bool = option(
+        False,
+        "Drop problems the starting policy answers right without reasoning in 8 tries; ignored when sampling = fresh.",
+        choices=(False, True),
+    )
+
+    # Partial rollouts (2.6.2; chapter 6).
+    partial_rollouts: bool = option(
+        False, "Cap each iteration's new tokens per trajectory (chapter 6).", choices=(False, True)
+    )
+    segment_tokens: int = option(
+        128, "New tokens per trajectory per iteration; ignored unless partial_rollouts.", lo=1, hi=131072
+    )
+    mask_stale_segments: bool = option(
+        True,
+        "Leave tokens sampled by earlier iterations out of the loss; ignored unless partial_rollouts.",
+        choices=(True, False),
+    )
+    repeat_times: int = option(
+        3,
+        "Stop a trajectory whose last block repeats this often (0: never); ignored unless partial_rollouts.",
+        lo=0,
+        hi=1000,
+    )
+    repeat_block: int = option(
+        64, "Longest block (tokens) repeat detection looks for; ignored when repeat_times = 0.", lo=2, hi=4096
+    )
+    repeat_penalty: float = option(
+        0.0,
+        "Reward subtracted from a trajectory stopped for repeating; ignored when repeat_times = 0.",
+        lo=0.0,
+        hi=10.0,
+    )
+
+    # Speed and memory only: the same gradients either way.
+    length_buckets: int = option(4, "Forward passes per step, rows grouped by length (less padding).", lo=1, hi=1024)
     micro_batch_groups: int = option(
         0,
         "Groups per forward/backward pass of a gradient step, gradients summed (exact for omd, reinforce, grpo); "
@@ -249,6 +281,11 @@ class RLConfig(Validated):
         lo=0,
         hi=65536,
     )
+
+    # Evaluation, checkpoints and the collapse guard.
+    eval_every: int = option(5, "Evaluate on held-out problems every this many iterations.", lo=1, hi=1_000_000)
+    eval_problems: int = option(128, "Held-out problems per evaluation.", lo=1, hi=1_000_000)
+    checkpoint_every: int = option(1, "Write a checkpoint every this many iterations.", lo=1, hi=1_000_000)
     collapse_accuracy: float = option(
         0.2,
         "Stop the run, its checkpoint kept, when held-out accuracy falls to 0 after having been above this "
