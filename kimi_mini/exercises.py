@@ -15,6 +15,7 @@ __all__ = [
     "check_verifier",
     "check_sequence_logprob",
     "check_kl_optimum",
+    "check_ppo_clip",
     "check_omd_loss",
     "check_find_repeat",
     "check_line_fit",
@@ -141,6 +142,38 @@ def check_kl_optimum(fn: Callable, n: int = 200, seed: int = 0) -> str:
         assert np.allclose(got, expected, atol=1e-6), (
             f"pi_ref {pi_ref.round(3)}, r {rewards.round(2)}, tau {tau}: got {got.round(4)}, expected {expected.round(4)}"
         )
+    return f"All {n} checks passed."
+
+
+def check_ppo_clip(fn: Callable, n: int = 100, seed: int = 0) -> str:
+    """Preliminaries: ``fn(logprobs, old_logprobs, advantage, clip_eps)`` must return PPO's per-token loss.
+
+    That is -min(ratio A, clip(ratio, 1 - eps, 1 + eps) A) with ratio = exp(logprobs - old_logprobs), shape
+    (B, T). Compares value and gradient with :func:`kimi_mini.losses.ppo_clip_loss` to 1e-9 (float64) on
+    random batches with ratios inside and outside the clip range, advantages of both signs and several eps.
+    """
+    import torch
+
+    from .losses import ppo_clip_loss
+
+    gen = torch.Generator().manual_seed(seed)
+    for i in range(n):
+        batch, steps = 1 + i % 4, 1 + i % 6
+        old = -torch.rand(batch, steps, generator=gen, dtype=torch.float64) * 3  # (B, T) log-probs
+        new = (old + 0.5 * torch.randn(batch, steps, generator=gen, dtype=torch.float64)).requires_grad_()
+        advantage = torch.randn(batch, 1, generator=gen, dtype=torch.float64)  # (B, 1): one per sequence
+        clip_eps = [0.1, 0.2, 0.3][i % 3]
+        expected = ppo_clip_loss(new, old, advantage, clip_eps)
+        got = fn(new, old, advantage, clip_eps)
+        assert torch.is_tensor(got) and got.shape == expected.shape, (
+            f"fn must return a (B, T) = {tuple(expected.shape)} tensor, got {got!r}"
+        )
+        (expected_grad,) = torch.autograd.grad(expected.sum(), new)
+        (got_grad,) = torch.autograd.grad(got.sum(), new)
+        ratios = torch.exp(new - old).detach().flatten().round(decimals=3).tolist()
+        where = f"clip_eps {clip_eps}, ratios {ratios}, A {advantage.flatten().round(decimals=3).tolist()}"
+        assert torch.allclose(got.detach(), expected.detach(), atol=1e-9), f"{where}: the losses differ"
+        assert torch.allclose(got_grad, expected_grad, atol=1e-9), f"{where}: the gradients differ"
     return f"All {n} checks passed."
 
 

@@ -10,6 +10,10 @@ contiguous rows. Each returns a scalar to minimise.
 - :func:`grpo_loss`: GRPO (DeepSeekMath): group-normalised advantages and PPO's clipped ratio, per token.
 - :func:`rest_loss`: ReST-style: fit only the correct samples (no negative gradient; report 3.5, Fig. 10).
 
+Building blocks with their own signatures, derived in {ref}`pg-title`: :func:`leave_one_out_baseline`
+(the RLOO baseline) and :func:`ppo_clip_loss` (PPO's clipped objective per token, which :func:`grpo_loss`
+uses). DPO's loss lives with the long2short methods that use it (:func:`kimi_mini.long2short.dpo_loss`).
+
 Checked against the report's Eq. 3 (tests/test_losses.py) and, for GRPO, TRL's GRPOTrainer loss with
 ``loss_type="grpo"`` and no KL term.
 
@@ -20,7 +24,16 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["sequence_log_ratio", "group_baseline", "omd_loss", "reinforce_loss", "grpo_loss", "rest_loss"]
+__all__ = [
+    "sequence_log_ratio",
+    "group_baseline",
+    "leave_one_out_baseline",
+    "ppo_clip_loss",
+    "omd_loss",
+    "reinforce_loss",
+    "grpo_loss",
+    "rest_loss",
+]
 
 
 def _check(logprobs, old_logprobs, mask, rewards, group_size) -> None:
@@ -42,6 +55,36 @@ def sequence_log_ratio(logprobs: torch.Tensor, old_logprobs: torch.Tensor, mask:
 def group_baseline(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
     """r_bar: the mean reward of each sample's group, repeated for every sample of the group: (B,)."""
     return rewards.view(-1, group_size).mean(dim=-1).repeat_interleave(group_size)
+
+
+def leave_one_out_baseline(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """The mean reward of the *other* k - 1 samples of each sample's group: (B,).
+
+    Independent of the sample it serves, so ``r_j - b_j`` keeps the policy gradient unbiased (RLOO);
+    ``r_j - group_baseline`` equals ``(k - 1) / k * (r_j - b_j)``, the same direction scaled by 1 - 1/k.
+    Introduced in {ref}`pg-baselines`.
+    """
+    if group_size < 2:
+        raise ValueError(f"group_size = {group_size} is invalid: a leave-one-out baseline needs >= 2 samples")
+    grouped = rewards.view(-1, group_size)  # (N, k)
+    return ((grouped.sum(-1, keepdim=True) - grouped) / (group_size - 1)).view(-1)  # (B,)
+
+
+def ppo_clip_loss(
+    logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantage: torch.Tensor, clip_eps: float = 0.2
+) -> torch.Tensor:
+    """PPO's clipped surrogate per token, negated to minimise: -min(ratio A, clip(ratio, 1 - eps, 1 + eps) A).
+
+    ratio = exp(logprobs - old_logprobs); ``advantage`` broadcasts against them ((B, 1) per sequence or (B, T)).
+    Past 1 + eps with A > 0, or below 1 - eps with A < 0, the gradient is exactly zero (Schulman et al.
+    2017, Eq. 7). Returns the (B, T) per-token loss; the caller masks and averages. Introduced in {ref}`pg-ppo`.
+    """
+    if clip_eps <= 0:
+        raise ValueError(f"clip_eps = {clip_eps} is invalid: it must be > 0")
+    ratio = torch.exp(logprobs - old_logprobs)  # (B, T): pi_theta / pi_old per token
+    pg_loss1 = -advantage * ratio  # (B, T): unclipped
+    pg_loss2 = -advantage * torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps)  # (B, T): clipped
+    return torch.max(pg_loss1, pg_loss2)  # (B, T): the pessimistic of the two
 
 
 def omd_loss(logprobs, old_logprobs, mask, rewards, group_size: int, tau: float) -> torch.Tensor:
@@ -79,10 +122,7 @@ def grpo_loss(
     advantage = ((grouped - grouped.mean(-1, keepdim=True)) / (grouped.std(-1, keepdim=True) + eps)).view(
         -1, 1
     )  # (B, 1)
-    ratio = torch.exp(logprobs - old_logprobs)  # (B, T): pi_theta / pi_old per token
-    pg_loss1 = -advantage * ratio  # (B, T)
-    pg_loss2 = -advantage * torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps)  # (B, T)
-    per_token = torch.max(pg_loss1, pg_loss2) * mask  # (B, T)
+    per_token = ppo_clip_loss(logprobs, old_logprobs, advantage, clip_eps) * mask  # (B, T)
     return (per_token.sum(-1) / mask.sum(-1).clamp(min=1)).mean()
 
 

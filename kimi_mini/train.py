@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 from . import losses
 from .config import LOSSES, RLConfig, TaskConfig
 from .device import available_memory
+from .estimators import kl_estimates
 from .partial import ReplayBuffer, assemble, partial_rollout_step
 from .policy import check_finite
 from .rewards import length_penalty, overlong_punishment, penalty_weight
@@ -84,8 +85,9 @@ def _policy_loss(cfg: RLConfig, logprobs, old_logprobs, mask, rewards) -> torch.
 
 def kl_k3(log_ratio: torch.Tensor) -> torch.Tensor:
     """Per-token estimate of KL(pi_old || pi_new) from samples of pi_old: ratio - 1 - log ratio (>= 0),
-    with log_ratio = log pi_new - log pi_old (Schulman's "k3"; TRL and verl log the same)."""
-    return torch.exp(log_ratio) - 1 - log_ratio
+    with log_ratio = log pi_new - log pi_old (Schulman's "k3", :func:`kimi_mini.estimators.kl_estimates`;
+    TRL and verl log the same)."""
+    return kl_estimates(log_ratio).k3
 
 
 def update_policy(policy, rollouts, rewards, cfg: RLConfig, iteration: int = 0, after_step=None) -> torch.Tensor:

@@ -170,6 +170,26 @@ def test_overlong_reward_check():
             check_overlong_reward(wrong)
 
 
+def test_ppo_clip_exercise_check_accepts_the_package_and_rejects_near_misses():
+    import torch
+
+    from kimi_mini.exercises import check_ppo_clip
+    from kimi_mini.losses import ppo_clip_loss
+
+    assert check_ppo_clip(ppo_clip_loss).startswith("All ")
+
+    def unclipped(logprobs, old, advantage, clip_eps):
+        return -advantage * torch.exp(logprobs - old)
+
+    def min_instead_of_max(logprobs, old, advantage, clip_eps):
+        ratio = torch.exp(logprobs - old)
+        return torch.min(-advantage * ratio, -advantage * torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps))
+
+    for wrong in (unclipped, min_instead_of_max):
+        with pytest.raises(AssertionError):
+            check_ppo_clip(wrong)
+
+
 def test_judge_target_check_accepts_the_package_and_rejects_near_misses():
     from kimi_mini.exercises import check_judge_target
     from kimi_mini.reward_models import check_text

@@ -126,3 +126,42 @@ def test_omd_exercise_check_accepts_the_package_and_rejects_near_misses():
     for wrong in (unmasked, global_baseline, token_mean):
         with pytest.raises(AssertionError):
             check_omd_loss(wrong)
+
+
+def test_leave_one_out_baseline_loop_and_its_scale_against_the_group_mean():
+    from kimi_mini.losses import leave_one_out_baseline
+
+    rewards = torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.5, 0.25])
+    k = 4
+    loo = leave_one_out_baseline(rewards, k)
+    for j in range(len(rewards)):
+        group = rewards[(j // k) * k : (j // k + 1) * k].tolist()
+        others = group[: j % k] + group[j % k + 1 :]
+        assert loo[j].item() == pytest.approx(sum(others) / (k - 1))
+    # including the sample itself scales the advantage by (k - 1) / k
+    assert torch.allclose(rewards - group_baseline(rewards, k), (k - 1) / k * (rewards - loo))
+    with pytest.raises(ValueError, match="group_size"):
+        leave_one_out_baseline(rewards, 1)
+
+
+def test_ppo_clip_gradient_is_zero_past_the_clip_in_the_advantages_direction():
+    from kimi_mini.losses import ppo_clip_loss
+
+    ratio = torch.tensor([0.5, 0.9, 1.0, 1.1, 1.5], dtype=torch.float64)
+    for sign in (1.0, -1.0):
+        logprobs = torch.log(ratio).requires_grad_()
+        loss = ppo_clip_loss(logprobs, torch.zeros(5, dtype=torch.float64), torch.tensor(sign), clip_eps=0.2)
+        (grad,) = torch.autograd.grad(loss.sum(), logprobs)
+        clipped = ratio > 1.2 if sign > 0 else ratio < 0.8
+        assert (grad[clipped] == 0).all()
+        assert torch.allclose(grad[~clipped], -sign * ratio[~clipped])  # d(-ratio A)/d log pi = -ratio A
+
+
+def test_grpo_loss_is_ppo_clip_on_group_normalised_advantages():
+    from kimi_mini.losses import ppo_clip_loss
+
+    theta, logprobs, old, mask, rewards = batch()
+    grouped = rewards.view(-1, K)
+    advantage = ((grouped - grouped.mean(-1, keepdim=True)) / (grouped.std(-1, keepdim=True) + 1e-4)).view(-1, 1)
+    expected = ((ppo_clip_loss(logprobs, old, advantage) * mask).sum(-1) / mask.sum(-1)).mean()
+    assert torch.allclose(grpo_loss(logprobs, old, mask, rewards, K), expected)
