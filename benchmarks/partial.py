@@ -82,12 +82,12 @@ def partial(policy, tokenizer, cfg: RLConfig, iterations: int, warmup: int, comp
         )
         if it < warmup:
             continue
-        steps += step["steps"]
-        row_steps += step["row_steps"]
-        seconds += step["seconds"]
-        sampled += step["generated_tokens"]
+        steps += step.steps
+        row_steps += step.row_steps
+        seconds += step.seconds
+        sampled += step.generated_tokens
         reencoded += prefix_tokens
-        for group in step["finished"]:
+        for group in step.finished:
             for t in group.trajectories:
                 finished += 1
                 total += len(t)

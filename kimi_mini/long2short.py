@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .config import RLConfig
+from .groups import group_chunks
 from .policy import load_local_policy
 from .sft import IGNORE_INDEX, collate, encode_example, sft_loss
 from .tasks import Problem, prompt_text, verify
@@ -70,11 +71,13 @@ def merge_policies(long_policy, short_policy, weight: float):
     return merged.eval()
 
 
-def _groups(problems: list[Problem], texts: list[str], group_size: int):
-    if len(texts) != len(problems) * group_size:
-        raise ValueError(f"{len(texts)} responses for {len(problems)} problems x group_size {group_size}")
-    for g, problem in enumerate(problems):
-        yield problem, texts[g * group_size : (g + 1) * group_size]
+def _groups(problems: list[Problem], texts: list[str], lengths: list[int], group_size: int):
+    """Each problem with its group's ``(length, text)`` pairs."""
+    if len(texts) != len(problems) * group_size or len(lengths) != len(texts):
+        raise ValueError(
+            f"{len(texts)} responses and {len(lengths)} lengths for {len(problems)} problems x group_size {group_size}"
+        )
+    return zip(problems, group_chunks(list(zip(lengths, texts)), group_size))
 
 
 def shortest_correct(
@@ -82,9 +85,8 @@ def shortest_correct(
 ) -> list[tuple[str, str]]:
     """``(prompt, response)`` of the shortest correct response of each group; groups with none are skipped."""
     out = []
-    for g, (problem, group) in enumerate(_groups(problems, texts, group_size)):
-        sizes = lengths[g * group_size : (g + 1) * group_size]
-        correct = [(size, text) for size, text in zip(sizes, group) if verify(problem, text)]
+    for problem, group in _groups(problems, texts, lengths, group_size):
+        correct = [(size, text) for size, text in group if verify(problem, text)]
         if correct:
             out.append((prompt_text(problem), min(correct, key=lambda pair: pair[0])[1]))
     return out
@@ -99,13 +101,12 @@ def preference_pairs(
     response longer than it and every correct one at least ``ratio`` times as long.
     """
     out = []
-    for g, (problem, group) in enumerate(_groups(problems, texts, group_size)):
-        rows = list(zip(lengths[g * group_size : (g + 1) * group_size], group))
-        correct = [(size, text) for size, text in rows if verify(problem, text)]
+    for problem, group in _groups(problems, texts, lengths, group_size):
+        correct = [(size, text) for size, text in group if verify(problem, text)]
         if not correct:
             continue
         best_len, best = min(correct, key=lambda pair: pair[0])
-        for size, text in rows:
+        for size, text in group:
             right = verify(problem, text)
             if (not right and size > best_len) or (right and size >= ratio * best_len):
                 out.append((prompt_text(problem), best, text))

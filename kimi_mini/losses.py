@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import torch
 
+from .groups import by_group
+
 __all__ = [
     "sequence_log_ratio",
     "group_baseline",
@@ -54,7 +56,7 @@ def sequence_log_ratio(logprobs: torch.Tensor, old_logprobs: torch.Tensor, mask:
 
 def group_baseline(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
     """r_bar: the mean reward of each sample's group, repeated for every sample of the group: (B,)."""
-    return rewards.view(-1, group_size).mean(dim=-1).repeat_interleave(group_size)
+    return by_group(rewards, group_size).mean(dim=-1).repeat_interleave(group_size)
 
 
 def leave_one_out_baseline(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
@@ -66,7 +68,7 @@ def leave_one_out_baseline(rewards: torch.Tensor, group_size: int) -> torch.Tens
     """
     if group_size < 2:
         raise ValueError(f"group_size = {group_size} is invalid: a leave-one-out baseline needs >= 2 samples")
-    grouped = rewards.view(-1, group_size)  # (N, k)
+    grouped = by_group(rewards, group_size)  # (N, k)
     return ((grouped.sum(-1, keepdim=True) - grouped) / (group_size - 1)).view(-1)  # (B,)
 
 
@@ -118,7 +120,7 @@ def grpo_loss(
     """GRPO: A_j = (r_j - mean) / (std + eps) per group; per token -min(ratio A, clip(ratio) A); mean per
     sequence, then over sequences (DeepSeekMath's 1/|o_i| normalisation; no KL term here)."""
     _check(logprobs, old_logprobs, mask, rewards, group_size)
-    grouped = rewards.view(-1, group_size)  # (N, k)
+    grouped = by_group(rewards, group_size)  # (N, k)
     advantage = ((grouped - grouped.mean(-1, keepdim=True)) / (grouped.std(-1, keepdim=True) + eps)).view(
         -1, 1
     )  # (B, 1)

@@ -28,7 +28,16 @@ from .rollout import Rollouts, response_text, sample
 from .sampling import ProblemPool, iteration_problems
 from .tasks import Problem, policy_prompts
 
-__all__ = ["Segment", "Trajectory", "Group", "ReplayBuffer", "find_repeat", "partial_rollout_step", "assemble"]
+__all__ = [
+    "Segment",
+    "Trajectory",
+    "Group",
+    "ReplayBuffer",
+    "PartialStep",
+    "find_repeat",
+    "partial_rollout_step",
+    "assemble",
+]
 
 #: Added to an iteration's seed for the continued rows' sampling noise, so it differs from the new rows'.
 CONTINUATION_SEED_OFFSET = 500_009
@@ -127,6 +136,21 @@ def find_repeat(ids: list[int], start: int, block: int, times: int) -> int | Non
     return None
 
 
+@dataclass
+class PartialStep:
+    """What one iteration of partial rollouts sampled: the groups that finished (to learn from), the
+    problems it started, and counts of the work done."""
+
+    finished: list[Group]  # groups whose k trajectories all ended, now out of the buffer
+    new_problems: list[Problem]  # problems of the groups started this iteration
+    carried_rows: int  # trajectories continued from earlier iterations
+    new_groups: int  # groups started
+    generated_tokens: int = 0  # tokens sampled this iteration
+    seconds: float = 0.0  # the sampler's wall time
+    steps: int = 0  # the sampler's decoding steps
+    row_steps: int = 0  # token slots the sampler computed
+
+
 def partial_rollout_step(
     policy,
     tokenizer,
@@ -137,22 +161,21 @@ def partial_rollout_step(
     task_cfg,
     compact_every: float = 0.125,
     pool: ProblemPool | None = None,
-) -> dict:
+) -> PartialStep:
     """One iteration of sampling: continue the buffer's trajectories, start new groups to fill
     ``cfg.prompts_per_iteration * cfg.group_size`` rows, cut everything at ``cfg.segment_tokens`` new
     tokens. New problems come from ``pool`` with ``cfg.sampling`` when a pool is given (each group keeps
-    its pool index), else fresh. Finished groups leave the buffer and are returned (``finished``);
-    ``new_problems`` are the problems started; stats count the tokens sampled and the sampler's
-    decoding steps. ``compact_every`` goes to :func:`kimi_mini.rollout.sample`."""
+    its pool index), else fresh. Finished groups leave the buffer and are returned in a
+    :class:`PartialStep` with the problems started and the tokens and decoding steps sampled.
+    ``compact_every`` goes to :func:`kimi_mini.rollout.sample`."""
     k, capacity = cfg.group_size, cfg.prompts_per_iteration * cfg.group_size
     carried = buffer.unfinished()
     n_new = max(0, (capacity - len(carried)) // k)
-    stats = dict(carried_rows=len(carried), new_groups=n_new, generated_tokens=0, seconds=0.0, steps=0, row_steps=0)
     problems, indices = iteration_problems(cfg, iteration, seed, task_cfg, pool)
     # The first n_new of the iteration's draw: with an empty buffer, exactly plain rollouts' problems.
     problems, indices = problems[:n_new], indices[:n_new]
     groups = [Group(p, iteration, [Trajectory() for _ in range(k)], i) for p, i in zip(problems, indices)]
-    stats["new_problems"] = problems
+    step = PartialStep(finished=[], new_problems=problems, carried_rows=len(carried), new_groups=n_new)
     calls = []
     if carried:  # continued rows: prompt + prefix re-encoded with the current weights, then decoding goes on
         cont = sample(
@@ -182,14 +205,14 @@ def partial_rollout_step(
     # Two sampler calls, not one batch: a new row would be left-padded to the longest carried prefix.
     for rollouts, trajectories in calls:
         _extend(rollouts, trajectories, iteration, cfg)
-        for key in ("seconds", "steps", "row_steps"):
-            stats[key] += rollouts.stats[key]
-        stats["generated_tokens"] += rollouts.stats["tokens"]
+        step.seconds += rollouts.stats["seconds"]
+        step.steps += rollouts.stats["steps"]
+        step.row_steps += rollouts.stats["row_steps"]
+        step.generated_tokens += rollouts.stats["tokens"]
     buffer.groups.extend(groups)
-    finished = [g for g in buffer.groups if g.done]
+    step.finished = [g for g in buffer.groups if g.done]
     buffer.groups = [g for g in buffer.groups if not g.done]
-    stats["finished"] = finished
-    return stats
+    return step
 
 
 def _extend(rollouts: Rollouts, trajectories: list[Trajectory], iteration: int, cfg) -> None:
@@ -233,16 +256,16 @@ def assemble(
     mask = sampled_in >= 0  # (B, T)
     texts = [response_text(tokenizer, t.ids, t.finish_reason) for t in trajs]
     return Rollouts(
-        prompts,
-        k,
-        enc["input_ids"].repeat_interleave(k, dim=0),
-        enc["attention_mask"].repeat_interleave(k, dim=0),
-        response_ids,
-        logprobs,
-        mask,
-        [t.finish_reason for t in trajs],
-        texts,
-        temperature,
+        prompts=prompts,
+        group_size=k,
+        prompt_ids=enc["input_ids"].repeat_interleave(k, dim=0),  # (B, P): k contiguous rows per prompt
+        prompt_mask=enc["attention_mask"].repeat_interleave(k, dim=0),  # (B, P)
+        response_ids=response_ids,
+        logprobs=logprobs,
+        mask=mask,
+        finish_reason=[t.finish_reason for t in trajs],
+        texts=texts,
+        temperature=temperature,
         loss_mask=mask & (sampled_in == iteration) if mask_stale else mask,  # (B, T)
         sampled_in=sampled_in,
     )

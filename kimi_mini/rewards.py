@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import torch
 
+from .groups import by_group
+
 __all__ = ["length_penalty", "batch_length_penalty", "overlong_punishment", "penalty_weight"]
 
 
@@ -43,8 +45,8 @@ def length_penalty(lengths: torch.Tensor, correct: torch.Tensor, group_size: int
         raise ValueError(f"lengths and correct must be 1-D of the same shape, got {lengths.shape} and {correct.shape}")
     if group_size < 1 or len(lengths) % group_size:
         raise ValueError(f"group_size = {group_size} is invalid: it must divide the batch of {len(lengths)} rows.")
-    lengths = lengths.float().view(-1, group_size)  # (G, k)
-    correct = correct.bool().view(-1, group_size)  # (G, k)
+    lengths = by_group(lengths.float(), group_size)  # (G, k)
+    correct = by_group(correct.bool(), group_size)  # (G, k)
     min_len = lengths.min(dim=1, keepdim=True).values  # (G, 1)
     max_len = lengths.max(dim=1, keepdim=True).values  # (G, 1)
     lam = 0.5 - (lengths - min_len) / (max_len - min_len).clamp(min=1e-12)  # (G, k): lambda_i

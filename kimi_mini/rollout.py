@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
+from .groups import per_row
 from .tasks import Problem, reward
 
 __all__ = [
@@ -65,8 +66,12 @@ class Rollouts:
     texts: list[str]
     temperature: float
     stats: dict = field(default_factory=dict)
-    loss_mask: torch.Tensor | None = None  # (B, T): tokens the loss counts (default: ``mask``); chapter 6
+    loss_mask: torch.Tensor | None = None  # (B, T): tokens the loss counts; ``mask`` unless given (chapter 6)
     sampled_in: torch.Tensor | None = None  # (B, T): the iteration that sampled each token (partial rollouts)
+
+    def __post_init__(self) -> None:
+        if self.loss_mask is None:
+            self.loss_mask = self.mask  # nothing stale: the loss counts every response token
 
     @property
     def lengths(self) -> torch.Tensor:
@@ -377,8 +382,8 @@ def padded_slots(rollouts: Rollouts, length_buckets: int = 1) -> int:
 
 def rollout_rewards(problems: list[Problem], rollouts: Rollouts) -> torch.Tensor:
     """The verifier's reward of every response, (B,); ``problems[i]`` is the problem of prompt ``i``."""
-    k = rollouts.group_size
-    return torch.tensor([reward(problems[i // k], text) for i, text in enumerate(rollouts.texts)], dtype=torch.float32)
+    rows = per_row(problems, rollouts.group_size)  # (B,): the problem of each response
+    return torch.tensor([reward(problem, text) for problem, text in zip(rows, rollouts.texts)], dtype=torch.float32)
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .config import SAMPLERS
+from .groups import by_group, group_chunks
 from .search import direct_answers
 from .tasks import Problem, make_problems, verify
 
@@ -61,7 +62,9 @@ class ProblemPool:
 
     def record(self, indices: list[int], correct: torch.Tensor, group_size: int) -> None:
         """Add one iteration's results: ``correct`` (B,) 0/1 in contiguous groups, one per drawn index."""
-        per_group = correct.view(len(indices), group_size).sum(dim=1).tolist()
+        per_group = by_group(correct, group_size).sum(dim=1).tolist()  # (G,) hits per drawn problem
+        if len(per_group) != len(indices):
+            raise ValueError(f"{len(indices)} problem indices for {len(per_group)} groups of {group_size} results")
         for index, hits in zip(indices, per_group):
             self.successes[index] += int(hits)
             self.attempts[index] += group_size
@@ -127,4 +130,4 @@ def iteration_problems(cfg, iteration: int, seed: int, task_cfg, pool: ProblemPo
 def guessable(policy, tokenizer, problems: list[Problem], tries: int = 8, seed: int = 0) -> list[bool]:
     """For each problem: did one of ``tries`` answers *forced to start with* ``answer`` (no reasoning) hit?"""
     texts, _, _ = direct_answers(policy, tokenizer, problems, tries, seed=seed)  # (problems x tries,)
-    return [any(verify(problem, t) for t in texts[g * tries : (g + 1) * tries]) for g, problem in enumerate(problems)]
+    return [any(verify(problem, t) for t in group) for problem, group in zip(problems, group_chunks(texts, tries))]

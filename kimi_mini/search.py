@@ -22,6 +22,7 @@ from collections import Counter
 
 import torch
 
+from .groups import group_chunks
 from .rollout import sample
 from .tasks import ANSWER_PREFIX, Problem, extract_answer, prompt_text, verify
 
@@ -52,8 +53,7 @@ def best_of_n(problems: list[Problem], texts: list[str], logprobs: list[float], 
     if rule not in ("vote", "logprob", "verifier"):
         raise ValueError(f"rule = {rule!r} is invalid: it must be 'vote', 'logprob' or 'verifier'.")
     out = []
-    for g, problem in enumerate(problems):
-        group = texts[g * n : (g + 1) * n]
+    for problem, group, scores in zip(problems, group_chunks(texts, n), group_chunks(logprobs, n)):
         if rule == "verifier":
             out.append(int(any(verify(problem, t) for t in group)))
             continue
@@ -62,7 +62,6 @@ def best_of_n(problems: list[Problem], texts: list[str], logprobs: list[float], 
             counts = Counter(a for a in answers if a is not None)
             pick = group[answers.index(counts.most_common(1)[0][0])] if counts else group[0]
         else:
-            scores = logprobs[g * n : (g + 1) * n]
             pick = group[max(range(n), key=scores.__getitem__)]
         out.append(verify(problem, pick))
     return out

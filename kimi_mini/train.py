@@ -17,14 +17,14 @@ Two guards stop runs that cannot end well: settings whose sampling alone exceeds
 are refused before the first iteration (:func:`memory_estimate`), and a run whose held-out accuracy
 collapses to 0 stops with its checkpoint kept (``RLConfig.collapse_accuracy``, :func:`collapse_reason`).
 
-Metrics (one JSON line per iteration in ``metrics.jsonl``): ``reward`` (mean training reward),
-``response_tokens`` (mean length), ``truncated`` (share cut at max_new_tokens), ``kl_prev`` (KL(pi_i ||
-pi_{i+1}) per response, estimated on the samples with the non-negative k3 estimator), ``entropy`` (mean -log pi_i per response token, an entropy estimate),
-``loss``, ``rollout_seconds``, ``train_seconds``, ``tokens_per_second`` (with a length reward configured or a
-``reward_fn`` also ``accuracy``, the verifier's mean; with a length reward ``length_reward``, the mean added for
-length) and, every ``eval_every``
-iterations, ``eval_accuracy`` on held-out problems, with length, answer-token share and both per
-difficulty (:func:`heldout_metrics`).
+Metrics (one JSON line per iteration in ``metrics.jsonl``): ``reward`` (mean training reward: what the
+loss saw), ``accuracy`` (the verifier's mean, whatever scored the responses), ``response_tokens`` (mean
+length), ``truncated`` (share cut at max_new_tokens), ``kl_prev`` (KL(pi_i || pi_{i+1}) per response,
+estimated on the samples with the non-negative k3 estimator), ``entropy`` (mean -log pi_i per response
+token, an entropy estimate), ``loss``, ``rollout_seconds``, ``train_seconds``, ``tokens_per_second``, with a
+length reward ``length_reward`` (the mean added for length) and, every ``eval_every`` iterations,
+``eval_accuracy`` on held-out problems, with length, answer-token share and both per difficulty
+(:func:`heldout_metrics`).
 
 One process, one device: this loop does not use torch.distributed or accelerate. To train on many
 processes or GPUs, run the same recipe on Hugging Face TRL (:mod:`kimi_mini.trl`), launched with
@@ -35,9 +35,11 @@ Introduced in {ref}`ch4-loop`.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -48,18 +50,27 @@ from . import losses
 from .config import LOSSES, RLConfig, TaskConfig
 from .device import available_memory
 from .estimators import kl_estimates
+from .groups import per_row
 from .partial import ReplayBuffer, assemble, partial_rollout_step
 from .policy import check_finite
 from .rewards import length_penalty, overlong_punishment, penalty_weight
-from .rollout import rollout_rewards, sample, token_logprobs
+from .rollout import Rollouts, rollout_rewards, sample, token_logprobs
 from .rundir import check_file, read_json, remove_leftovers, run_lock, sha256_of, write_atomically
 from .sampling import ProblemPool, guessable, iteration_problems
-from .tasks import DIFFICULTIES, make_problems, policy_prompts
+from .tasks import DIFFICULTIES, Problem, make_problems, policy_prompts
 
 __all__ = [
     "RLConfig",
     "train_rl",
+    "rl_iteration",
+    "collect_rollouts",
+    "score_rollouts",
     "update_policy",
+    "policy_loss",
+    "backward_loss",
+    "backward_in_micro_batches",
+    "IterationSamples",
+    "Scores",
     "evaluate_heldout",
     "judged_rewards",
     "heldout_metrics",
@@ -74,13 +85,17 @@ __all__ = [
 ]
 
 
-def _policy_loss(cfg: RLConfig, logprobs, old_logprobs, mask, rewards) -> torch.Tensor:
-    args = (logprobs, old_logprobs, mask, rewards, cfg.group_size)
+def policy_loss(cfg: RLConfig) -> Callable[..., torch.Tensor]:
+    """The loss ``cfg.loss`` names, its settings bound, chosen once per update:
+    ``loss(logprobs, old_logprobs, mask, rewards)`` -> scalar (:mod:`kimi_mini.losses`; k1.5's is ``omd``,
+    report 2.3.2)."""
     if cfg.loss == "omd":
-        return losses.omd_loss(*args, tau=cfg.tau)
+        return functools.partial(losses.omd_loss, group_size=cfg.group_size, tau=cfg.tau)
     if cfg.loss == "grpo":
-        return losses.grpo_loss(*args, clip_eps=cfg.clip_eps)
-    return {"reinforce": losses.reinforce_loss, "rest": losses.rest_loss}[cfg.loss](*args)
+        return functools.partial(losses.grpo_loss, group_size=cfg.group_size, clip_eps=cfg.clip_eps)
+    return functools.partial(
+        {"reinforce": losses.reinforce_loss, "rest": losses.rest_loss}[cfg.loss], group_size=cfg.group_size
+    )
 
 
 def kl_k3(log_ratio: torch.Tensor) -> torch.Tensor:
@@ -91,19 +106,24 @@ def kl_k3(log_ratio: torch.Tensor) -> torch.Tensor:
 
 
 def update_policy(policy, rollouts, rewards, cfg: RLConfig, iteration: int = 0, after_step=None) -> torch.Tensor:
-    """``cfg.grad_steps`` AdamW steps of ``cfg.loss`` on one iteration's samples, from a fresh optimizer.
+    """``cfg.grad_steps`` AdamW steps of ``cfg.loss`` on one iteration's samples, from a fresh optimizer
+    (report 2.3.2: the optimizer state is reset every iteration).
 
-    ``rollouts.logprobs`` are pi_i's log-probs, frozen. ``after_step(step, logprobs)``, if given, sees the
-    (B, T) log-probs each step used (before its update). With ``cfg.micro_batch_groups`` each step sums
-    the gradients of chunks of that many groups (less memory, same step). Returns the last loss; raises
+    ``rollouts.logprobs`` are pi_i's log-probs, frozen; ``rollouts.loss_mask`` marks the tokens the loss
+    counts. ``after_step(step, logprobs)``, if given, sees the (B, T) log-probs each step used (before its
+    update). With ``cfg.micro_batch_groups`` each step sums the gradients of chunks of that many groups
+    (:func:`backward_in_micro_batches`: less memory, the same step). Returns the last loss; raises
     FloatingPointError if a loss is not finite.
     """
+    loss_fn = policy_loss(cfg)
+    backward = backward_loss
+    if cfg.micro_batch_groups:
+        backward = functools.partial(backward_in_micro_batches, groups=cfg.micro_batch_groups)
     policy.train()
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)  # reset every iteration
-    loss_mask = (rollouts.mask if rollouts.loss_mask is None else rollouts.loss_mask).float()  # (B, T)
     for step in range(cfg.grad_steps):
         optimizer.zero_grad(set_to_none=True)
-        logprobs, loss = _backward_in_chunks(policy, rollouts, rewards, loss_mask, cfg)
+        logprobs, loss = backward(policy, rollouts, rewards, loss_fn, cfg.length_buckets)  # (B, T), scalar
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"iteration {iteration}, gradient step {step}: the {cfg.loss} loss is {loss.item()}"
@@ -115,25 +135,39 @@ def update_policy(policy, rollouts, rewards, cfg: RLConfig, iteration: int = 0, 
     return loss
 
 
-def _backward_in_chunks(policy, rollouts, rewards, loss_mask, cfg: RLConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gradients of the loss on the whole batch, computed ``cfg.micro_batch_groups`` groups at a time.
+def backward_loss(policy, rollouts, rewards, loss_fn, length_buckets: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Backpropagate ``loss_fn`` on the whole batch: log pi_theta of every response token in one pass
+    (:func:`kimi_mini.rollout.token_logprobs`), against pi_i's frozen log-probs. Returns the (B, T)
+    log-probs and the loss, detached; a loss that is not finite is returned without a backward pass."""
+    logprobs = token_logprobs(policy, rollouts, length_buckets=length_buckets)  # (B, T): log pi_theta
+    loss = loss_fn(logprobs, rollouts.logprobs, rollouts.loss_mask.float(), rewards)
+    if torch.isfinite(loss):
+        loss.backward()
+    return logprobs.detach(), loss.detach()
+
+
+def backward_in_micro_batches(
+    policy, rollouts, rewards, loss_fn, length_buckets: int = 1, groups: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`backward_loss` on ``groups`` prompt groups at a time, gradients summed (less memory).
 
     Each chunk's loss is weighted by its share of the rows, so for losses that average over sequences
-    (omd, reinforce, grpo) the summed gradient is the whole batch's. Returns the (B, T) log-probs (no
-    gradients) and the loss, both detached."""
+    (omd, reinforce, grpo) the summed gradient is the whole batch's. Same returns as :func:`backward_loss`."""
     B = len(rollouts)
-    size = B if cfg.micro_batch_groups == 0 else min(B, cfg.micro_batch_groups * cfg.group_size)
+    size = min(B, groups * rollouts.group_size)
+    if size == B:
+        return backward_loss(policy, rollouts, rewards, loss_fn, length_buckets)
     logprobs_all, total = torch.zeros_like(rollouts.logprobs), torch.zeros((), device=rollouts.logprobs.device)
-    for start in range(0, B, size):
-        rows = torch.arange(start, min(start + size, B), device=rollouts.mask.device)
-        part = rollouts if size == B else rollouts.select(rows)
-        logprobs = token_logprobs(policy, part, length_buckets=cfg.length_buckets)  # (b, T)
-        loss = _policy_loss(cfg, logprobs, part.logprobs, loss_mask[rows], rewards[rows]) * (len(rows) / B)
-        if torch.isfinite(loss):
-            loss.backward()
-        logprobs_all[rows] = logprobs.detach()
-        total = total + loss.detach()
+    for rows in torch.arange(B, device=rollouts.mask.device).split(size):
+        weighted = _weighted(loss_fn, len(rows) / B)  # this chunk's share of the rows
+        logprobs, loss = backward_loss(policy, rollouts.select(rows), rewards[rows], weighted, length_buckets)
+        logprobs_all[rows] = logprobs  # (b, T) into (B, T)
+        total = total + loss
     return logprobs_all, total
+
+
+def _weighted(loss_fn, share: float):
+    return lambda *args: loss_fn(*args) * share
 
 
 def length_rewards(lengths: torch.Tensor, correct: torch.Tensor, cfg: RLConfig, iteration: int) -> torch.Tensor:
@@ -260,52 +294,53 @@ def _sampled_counts(problems) -> dict:
     return {f"sampled_{level}": sum(p.difficulty == level for p in problems) for level in DIFFICULTIES}
 
 
-def _rollouts_plain(policy, tokenizer, cfg: RLConfig, iteration: int, task_cfg, pool: ProblemPool | None):
-    seed = _iteration_seed(cfg, iteration)
-    problems, indices = iteration_problems(cfg, iteration, seed, task_cfg, pool)
-    extra = {} if pool is None else dict(pool_indices=indices, **_sampled_counts(problems))
-    rollouts = sample(
-        policy,
-        tokenizer,
-        policy_prompts(problems, tokenizer, cfg.prompt_style),
-        cfg.group_size,
-        cfg.max_new_tokens,
-        cfg.temperature,
-        seed=seed,
-    )
-    return problems, rollouts, extra
+@dataclass
+class IterationSamples:
+    """Step 1's output: the responses an iteration learns from, with their problems."""
+
+    problems: list[Problem]  # the problem of each group
+    rollouts: Rollouts | None  # None: partial rollouts finished no group this iteration
+    log: dict = field(default_factory=dict)  # counts for the metrics row
+    pool_indices: list[int] | None = None  # each group's problem in the pool (pool samplers)
 
 
-def _rollouts_partial(
+def collect_rollouts(
     policy, tokenizer, cfg: RLConfig, iteration: int, task_cfg, buffer: ReplayBuffer, pool: ProblemPool | None
-):
+) -> IterationSamples:
+    """Sample k responses to each of the iteration's problems from pi_i, log-probs kept (report 2.3.1); with
+    ``cfg.partial_rollouts``, continue the buffer's trajectories within a token budget and return the
+    groups that finished (2.6.2). Problems come fresh or from ``pool`` (2.3.4)."""
     seed = _iteration_seed(cfg, iteration)
+    if not cfg.partial_rollouts:
+        problems, indices = iteration_problems(cfg, iteration, seed, task_cfg, pool)
+        prompts = policy_prompts(problems, tokenizer, cfg.prompt_style)
+        rollouts = sample(policy, tokenizer, prompts, cfg.group_size, cfg.max_new_tokens, cfg.temperature, seed=seed)
+        log = {} if pool is None else _sampled_counts(problems)
+        return IterationSamples(problems, rollouts, log, indices if pool is not None else None)
     step = partial_rollout_step(policy, tokenizer, buffer, cfg, iteration, seed, task_cfg, pool=pool)
-    groups = step["finished"]
-    extra = dict(
-        finished_groups=len(groups),
-        carried_rows=step["carried_rows"],
-        generated_tokens=step["generated_tokens"],
+    log = dict(
+        finished_groups=len(step.finished),
+        carried_rows=step.carried_rows,
+        generated_tokens=step.generated_tokens,
         buffer_rows=len(buffer.unfinished()),
     )
     if pool is not None:
-        extra.update(_sampled_counts(step["new_problems"]))
-    if not groups:
-        return [], None, extra
-    if pool is not None:  # the success counts of the groups that finished now, whenever they started
-        extra["pool_indices"] = [g.index for g in groups]
-    rollouts = assemble(groups, tokenizer, iteration, cfg.temperature, cfg.mask_stale_segments, cfg.prompt_style)
+        log.update(_sampled_counts(step.new_problems))
+    if not step.finished:
+        return IterationSamples([], None, log)
+    rollouts = assemble(step.finished, tokenizer, iteration, cfg.temperature, cfg.mask_stale_segments, cfg.prompt_style)
     rollouts = rollouts.to(next(policy.parameters()).device)
-    extra["reused_share"] = float((rollouts.sampled_in[rollouts.mask] < iteration).float().mean())
-    return [g.problem for g in groups], rollouts, extra
+    log["reused_share"] = float((rollouts.sampled_in[rollouts.mask] < iteration).float().mean())
+    indices = [g.index for g in step.finished] if pool is not None else None  # whenever they started
+    return IterationSamples([g.problem for g in step.finished], rollouts, log, indices)
 
 
 def judged_rewards(reward_fn, problems, rollouts) -> torch.Tensor:
     """(B,) ``reward_fn``'s rewards, called as TRL calls a reward function: each row's prompt and response
     text, with the problem's ``numbers`` and ``target`` as columns (chapter 10's reward models)."""
-    rows = [problems[i // rollouts.group_size] for i in range(len(rollouts))]
+    rows = per_row(problems, rollouts.group_size)  # (B,) the problem of each response
     values = reward_fn(
-        prompts=[rollouts.prompts[i // rollouts.group_size] for i in range(len(rollouts))],
+        prompts=per_row(rollouts.prompts, rollouts.group_size),
         completions=rollouts.texts,
         numbers=[list(p.numbers) for p in rows],
         target=[p.target for p in rows],
@@ -313,7 +348,32 @@ def judged_rewards(reward_fn, problems, rollouts) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float32)
 
 
-def _one_iteration(
+@dataclass
+class Scores:
+    """Step 2's output."""
+
+    correct: torch.Tensor  # (B,) the verifier's 0/1, or a reward model's score when one replaces it
+    rewards: torch.Tensor  # (B,) what the loss sees: correct + length reward - repeat penalty
+    accuracy: float  # the verifier's mean, whatever scored the responses
+    length_reward: float | None = None  # the mean length reward, when one is configured
+
+
+def score_rollouts(problems, rollouts: Rollouts, cfg: RLConfig, iteration: int, reward_fn=None) -> Scores:
+    """The verifier's 0/1 (report 2.3.1; or ``reward_fn``'s scores, chapter 10), minus ``repeat_penalty`` for
+    trajectories stopped for repeating (2.6.2), plus the length reward (2.3.3) when configured."""
+    verified = rollout_rewards(problems, rollouts).to(rollouts.mask.device)  # (B,) the verifier's 0/1
+    correct = verified
+    if reward_fn is not None:  # a learned judge in place of the verifier; the verifier is only logged
+        correct = judged_rewards(reward_fn, problems, rollouts).to(verified.device)  # (B,)
+    repeated = torch.tensor([r == "repeat" for r in rollouts.finish_reason], device=correct.device)
+    rewards = correct - cfg.repeat_penalty * repeated.float()  # (B,)
+    if cfg.length_penalty == 0 and cfg.overlong_buffer == 0:
+        return Scores(correct, rewards, float(verified.mean()))
+    length_reward = length_rewards(rollouts.lengths.to(correct.device), correct, cfg, iteration)  # (B,)
+    return Scores(correct, rewards + length_reward, float(verified.mean()), float(length_reward.mean()))
+
+
+def rl_iteration(
     policy,
     tokenizer,
     cfg: RLConfig,
@@ -323,48 +383,44 @@ def _one_iteration(
     pool: ProblemPool | None,
     reward_fn=None,
 ) -> dict:
+    """One iteration of Kimi k1.5's RL (report 2.3), top to bottom; returns its metrics row."""
     start = time.perf_counter()
     policy.eval()
-    if cfg.partial_rollouts:
-        problems, rollouts, extra = _rollouts_partial(policy, tokenizer, cfg, iteration, task_cfg, buffer, pool)
-    else:
-        problems, rollouts, extra = _rollouts_plain(policy, tokenizer, cfg, iteration, task_cfg, pool)
+    # 1. Sample: k responses to each problem from pi_i, their log-probs frozen as pi_i's (2.3.1); with
+    #    partial rollouts, unfinished trajectories carry over and only finished groups go on (2.6.2).
+    batch = collect_rollouts(policy, tokenizer, cfg, iteration, task_cfg, buffer, pool)
     rollout_seconds = time.perf_counter() - start
-    if rollouts is None:  # partial rollouts: no group finished this iteration, nothing to learn from
-        return dict(iteration=iteration, rollout_seconds=rollout_seconds, train_seconds=0.0, **extra)
-    correct = rollout_rewards(problems, rollouts).to(rollouts.mask.device)  # (B,) the verifier's 0/1
-    if reward_fn is not None:  # a learned judge in place of the verifier; the verifier is only logged
-        extra["accuracy"] = float(correct.mean())
-        correct = judged_rewards(reward_fn, problems, rollouts).to(correct.device)  # (B,)
-    repeated = torch.tensor([r == "repeat" for r in rollouts.finish_reason], device=correct.device)
-    rewards = correct - cfg.repeat_penalty * repeated.float()
+    if batch.rollouts is None:  # partial rollouts: no group finished this iteration, nothing to learn from
+        return dict(iteration=iteration, rollout_seconds=rollout_seconds, train_seconds=0.0, **batch.log)
+    rollouts = batch.rollouts
+    # 2. Score: the verifier's 0/1 (2.3.1) plus the length reward (2.3.3); the pool counts successes (2.3.4).
+    scores = score_rollouts(batch.problems, rollouts, cfg, iteration, reward_fn)
     if pool is not None:
-        pool.record(extra.pop("pool_indices"), correct.cpu(), cfg.group_size)
-    if cfg.length_penalty > 0 or cfg.overlong_buffer > 0:
-        length_reward = length_rewards(rollouts.lengths.to(correct.device), correct, cfg, iteration)  # (B,)
-        rewards = rewards + length_reward
-        extra.setdefault("accuracy", float(correct.mean()))
-        extra["length_reward"] = float(length_reward.mean())
-    old_logprobs = rollouts.logprobs  # (B, T): the sampling policy's, frozen
+        pool.record(batch.pool_indices, scores.correct.cpu(), cfg.group_size)
+    # 3. Fit the mirror-descent loss (2.3.2): grad_steps steps on these samples from a fresh optimizer.
     start = time.perf_counter()
-    loss = update_policy(policy, rollouts, rewards, cfg, iteration)
+    loss = update_policy(policy, rollouts, scores.rewards, cfg, iteration)
     with torch.no_grad():
-        new_logprobs = token_logprobs(policy, rollouts, length_buckets=cfg.length_buckets)
+        new_logprobs = token_logprobs(policy, rollouts, length_buckets=cfg.length_buckets)  # (B, T): pi_{i+1}
     train_seconds = time.perf_counter() - start
+    # 4. Log: reward, accuracy, length, KL(pi_i || pi_{i+1}), entropy, time (the checkpoint is train_rl's).
     mask = rollouts.mask.float()  # (B, T)
-    # KL(pi_i || pi_i+1) and entropy on the tokens pi_i sampled (with partial rollouts: this iteration's)
-    fresh = mask if rollouts.sampled_in is None else mask * (rollouts.sampled_in == iteration).float()
+    fresh = mask if rollouts.sampled_in is None else mask * (rollouts.sampled_in == iteration).float()  # pi_i's
+    extra = dict(accuracy=scores.accuracy)
+    if scores.length_reward is not None:
+        extra["length_reward"] = scores.length_reward
     return dict(
         iteration=iteration,
-        reward=float(rewards.mean()),
+        reward=float(scores.rewards.mean()),
         response_tokens=float(rollouts.lengths.float().mean()),
         truncated=sum(r == "length" for r in rollouts.finish_reason) / len(rollouts),
-        kl_prev=float((kl_k3(new_logprobs - old_logprobs) * fresh).sum() / len(rollouts)),
-        entropy=float(-(old_logprobs * fresh).sum() / fresh.sum().clamp(min=1)),
+        kl_prev=float((kl_k3(new_logprobs - rollouts.logprobs) * fresh).sum() / len(rollouts)),
+        entropy=float(-(rollouts.logprobs * fresh).sum() / fresh.sum().clamp(min=1)),
         loss=float(loss),
         rollout_seconds=rollout_seconds,
         train_seconds=train_seconds,
         tokens_per_second=float(mask.sum()) / (rollout_seconds + train_seconds),
+        **batch.log,
         **extra,
     )
 
@@ -528,7 +584,7 @@ def _train_loop(
     pool = _problem_pool(policy, tokenizer, cfg, task_cfg, meta)
     bar = tqdm(range(first, cfg.iterations), desc="RL", disable=not progress, initial=first, total=cfg.iterations)
     for iteration in bar:
-        row = _one_iteration(policy, tokenizer, cfg, iteration, task_cfg, buffer, pool, reward_fn)
+        row = rl_iteration(policy, tokenizer, cfg, iteration, task_cfg, buffer, pool, reward_fn)
         if (iteration + 1) % cfg.eval_every == 0 or iteration + 1 == cfg.iterations:
             row.update(heldout_metrics(policy, tokenizer, cfg, task_cfg))
         history.append(row)

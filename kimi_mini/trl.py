@@ -40,6 +40,7 @@ import functools
 import torch
 
 from .config import TaskConfig
+from .groups import group_chunks
 from .losses import sequence_log_ratio
 from .rewards import length_penalty, penalty_weight
 from .tasks import Problem, instruction_text, make_problems, prompt_text, verify
@@ -93,8 +94,9 @@ def make_length_reward(num_generations: int, weight: float = 1.0, warmup_steps: 
                 "steps_per_generation a multiple of num_generations (check_whole_groups); with one, pass "
                 "make_length_reward the GRPOConfig's num_generations"
             )
-        for start in range(0, len(prompts), num_generations):
-            if len({str(p) for p in prompts[start : start + num_generations]}) != 1:
+        for g, group in enumerate(group_chunks(prompts, num_generations)):
+            if len({str(p) for p in group}) != 1:
+                start = g * num_generations
                 raise ValueError(
                     f"completions {start}..{start + num_generations - 1} answer different prompts: the length "
                     "reward needs each prompt's num_generations completions next to each other"

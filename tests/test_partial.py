@@ -21,8 +21,8 @@ def test_a_budget_above_every_length_gives_plain_rollouts(tokenizer, tiny_policy
     step = partial_rollout_step(policy, tokenizer, buffer, c, iteration=0, seed=5, task_cfg=TASK)
     problems = make_problems(3, seed=5, cfg=TASK)
     plain = sample(policy, tokenizer, [prompt_text(p) for p in problems], 2, 24, seed=5)
-    trajectories = [t for g in step["finished"] for t in g.trajectories]
-    assert not buffer.groups and [g.problem for g in step["finished"]] == problems
+    trajectories = [t for g in step.finished for t in g.trajectories]
+    assert not buffer.groups and [g.problem for g in step.finished] == problems
     for i, t in enumerate(trajectories):
         assert t.ids == plain.response_ids[i, : int(plain.lengths[i])].tolist()
         assert t.finish_reason == plain.finish_reason[i]
@@ -34,7 +34,7 @@ def test_greedy_segments_add_up_to_the_uninterrupted_response(tokenizer, tiny_po
     policy, c = tiny_policy.eval(), cfg(segment_tokens=5, temperature=1e-9)
     buffer, finished = ReplayBuffer(), []
     for iteration in range(6):
-        finished += partial_rollout_step(policy, tokenizer, buffer, c, iteration, seed=7, task_cfg=TASK)["finished"]
+        finished += partial_rollout_step(policy, tokenizer, buffer, c, iteration, seed=7, task_cfg=TASK).finished
     assert finished, "no group finished"
     for group in finished[:3]:
         whole = sample(policy, tokenizer, [prompt_text(group.problem)], 1, 24, temperature=0)
@@ -50,10 +50,10 @@ def test_the_batch_stays_full_and_the_mask_drops_exactly_the_stale_tokens(tokeni
     buffer = ReplayBuffer()
     for iteration in range(3):
         step = partial_rollout_step(policy, tokenizer, buffer, c, iteration, seed=iteration, task_cfg=TASK)
-        assert step["carried_rows"] + 2 * step["new_groups"] > 6 - 2  # rows in use: at most one group short
-    assert step["finished"], "the tiny policy rarely ends early: its groups finish at 24 tokens, iteration 2"
+        assert step.carried_rows + 2 * step.new_groups > 6 - 2  # rows in use: at most one group short
+    assert step.finished, "the tiny policy rarely ends early: its groups finish at 24 tokens, iteration 2"
     for mask_stale in (True, False):
-        r = assemble(step["finished"], tokenizer, iteration=2, temperature=1.0, mask_stale=mask_stale)
+        r = assemble(step.finished, tokenizer, iteration=2, temperature=1.0, mask_stale=mask_stale)
         stale = r.mask & (r.sampled_in < 2)
         assert stale.any()
         expected = r.mask & ~stale if mask_stale else r.mask

@@ -185,7 +185,7 @@ def test_the_length_reward_is_added_after_its_warmup(tmp_path, tokenizer, tiny_c
 def test_micro_batches_give_the_whole_batch_gradient(loss):
     from kimi_mini.rollout import rollout_rewards, sample
     from kimi_mini.tasks import make_problems, prompt_text
-    from kimi_mini.train import _backward_in_chunks
+    from kimi_mini.train import backward_in_micro_batches, backward_loss, policy_loss
     from kimi_mini.warmup import load_warmup_policy
 
     policy, tokenizer = load_warmup_policy()
@@ -196,8 +196,11 @@ def test_micro_batches_give_the_whole_batch_gradient(loss):
     got = {}
     for groups in (0, 1, 3):
         policy.zero_grad(set_to_none=True)
-        cfg = RLConfig(loss=loss, group_size=4, micro_batch_groups=groups)
-        logprobs, loss_value = _backward_in_chunks(policy, rollouts, rewards, rollouts.mask.float(), cfg)
+        loss_fn = policy_loss(RLConfig(loss=loss, group_size=4))
+        if groups:
+            logprobs, loss_value = backward_in_micro_batches(policy, rollouts, rewards, loss_fn, groups=groups)
+        else:
+            logprobs, loss_value = backward_loss(policy, rollouts, rewards, loss_fn)
         grads = torch.cat([p.grad.flatten() for p in policy.parameters()])
         got[groups] = (logprobs, loss_value, grads)
     whole = got[0]
@@ -321,9 +324,9 @@ def test_memory_is_estimated_before_sampling_and_exhaustion_explained(tmp_path, 
     def exhausted(*args, **kwargs):
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: 9 bytes")
 
-    monkeypatch.setattr(train, "_one_iteration", exhausted)
+    monkeypatch.setattr(train, "rl_iteration", exhausted)
     with pytest.raises(MemoryError, match="out of memory on cpu .*may need up to .* GiB"):
         train_rl(policy, tokenizer, RLConfig(iterations=1, **SMALL), tmp_path / "oom", progress=False)
-    monkeypatch.setattr(train, "_one_iteration", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("other")))
+    monkeypatch.setattr(train, "rl_iteration", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("other")))
     with pytest.raises(RuntimeError, match="other"):  # other errors pass unchanged
         train_rl(policy, tokenizer, RLConfig(iterations=1, **SMALL), tmp_path / "other", progress=False)
