@@ -32,6 +32,7 @@ __all__ = [
     "leave_one_out_baseline",
     "ppo_clip_loss",
     "omd_loss",
+    "omd_per_sequence",
     "reinforce_loss",
     "grpo_loss",
     "rest_loss",
@@ -101,7 +102,14 @@ def omd_loss(logprobs, old_logprobs, mask, rewards, group_size: int, tau: float)
         raise ValueError(f"tau = {tau} is invalid: it must be > 0")
     advantage = rewards - group_baseline(rewards, group_size)  # (B,): r_j - r_bar
     rho = sequence_log_ratio(logprobs, old_logprobs, mask)  # (B,): sequence-level log-ratio
-    return ((advantage - tau * rho) ** 2 / (2 * tau)).mean()
+    return omd_per_sequence(rho, advantage, tau).mean()
+
+
+def omd_per_sequence(rho: torch.Tensor, advantage: torch.Tensor, tau: float) -> torch.Tensor:
+    """(B,) k1.5's surrogate per sequence (report 2.3.2): (r_j - r_bar - tau * rho_j)^2 / (2 tau), with
+    ``advantage`` = r_j - r_bar and ``rho`` = log pi_theta(y_j|x) - log pi_i(y_j|x). :func:`omd_loss` is its
+    mean; :class:`kimi_mini.trl.OMDTrainer` weighs it per sequence first (vLLM's importance ratio)."""
+    return (advantage - tau * rho) ** 2 / (2 * tau)
 
 
 def reinforce_loss(logprobs, old_logprobs, mask, rewards, group_size: int) -> torch.Tensor:

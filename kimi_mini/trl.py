@@ -41,7 +41,7 @@ import torch
 
 from .config import TaskConfig
 from .groups import group_chunks
-from .losses import sequence_log_ratio
+from .losses import omd_per_sequence, sequence_log_ratio
 from .rewards import length_penalty, penalty_weight
 from .tasks import Problem, instruction_text, make_problems, prompt_text, verify
 
@@ -138,13 +138,6 @@ def check_whole_groups(args, reward_funcs=()) -> None:
                 f"{func.__name__} was made for groups of {made_for}, but GRPOConfig.num_generations = "
                 f"{args.num_generations}: pass num_generations={args.num_generations} to make_length_reward"
             )
-
-
-def omd_per_sequence(rho: torch.Tensor, advantages: torch.Tensor, tau: float) -> torch.Tensor:
-    """(B,) k1.5's surrogate per sequence, (A_j - tau * rho_j)^2 / (2 tau), with A_j = r_j - r_bar from TRL
-    and rho_j the sequence log-ratio log pi_theta(y_j|x) - log pi_i(y_j|x): :func:`kimi_mini.losses.omd_loss`
-    is its mean (report 2.3.2)."""
-    return (advantages - tau * rho) ** 2 / (2 * tau)
 
 
 _SEQUENCE_MODES = ("sequence_mask", "sequence_truncate")
