@@ -41,6 +41,7 @@ import torch
 
 from .device import set_threads, versions
 from .rollout import sample
+from .tasks import SEED_STRIDE
 
 __all__ = ["CONFIG_DIR", "CONFIGS", "grpo_config", "vllm_settings", "by_group_rollout", "launch_command", "main"]
 
@@ -139,7 +140,7 @@ def vllm_settings(mode: str = "colocate", gpu_memory_utilization: float = 0.3, a
 
 
 def _group_seed(seed: int, step: int, group: int) -> int:
-    return ((seed * 1_000_003 + step) * 1_000_003 + group) % 2**63
+    return ((seed * SEED_STRIDE + step) * SEED_STRIDE + group) % 2**63
 
 
 def by_group_rollout(seed: int = 0):

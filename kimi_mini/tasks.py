@@ -39,6 +39,7 @@ __all__ = [
     "make_problem",
     "make_problems",
     "HELDOUT_SEED",
+    "SEED_STRIDE",
     "heldout_problems",
     "prompt_text",
     "instruction_text",
@@ -128,8 +129,11 @@ def make_problems(n: int, seed: int, cfg: TaskConfig = TaskConfig(), difficulty:
     return [make_problem(rng, cfg, difficulty) for _ in range(n)]
 
 
+#: Iteration i of an RL run with seed s draws its problems and sampling noise from seed ``s * SEED_STRIDE + i``.
+SEED_STRIDE = 1_000_003
+
 #: Seed offset of RL's held-out problems: a run with seed s evaluates on ``make_problems(n, HELDOUT_SEED + s)``,
-#: a stream no training iteration draws from (iterations use ``s * 1_000_003 + i``, :func:`kimi_mini.train`).
+#: a stream no training iteration draws from (those use ``s * SEED_STRIDE + i``).
 #: The warm-up evaluates on its own fixed set (:data:`kimi_mini.warmup.EVAL_SEED`), as its shipped metrics record.
 HELDOUT_SEED = 10_000_019
 

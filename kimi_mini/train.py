@@ -57,7 +57,7 @@ from .rewards import length_penalty, overlong_punishment, penalty_weight
 from .rollout import Rollouts, rollout_rewards, sample, token_logprobs
 from .rundir import check_file, read_json, remove_leftovers, run_lock, sha256_of, write_atomically
 from .sampling import ProblemPool, guessable, iteration_problems
-from .tasks import DIFFICULTIES, Problem, make_problems, policy_prompts
+from .tasks import DIFFICULTIES, SEED_STRIDE, Problem, heldout_problems, make_problems, policy_prompts
 
 __all__ = [
     "RLConfig",
@@ -184,7 +184,7 @@ def length_rewards(lengths: torch.Tensor, correct: torch.Tensor, cfg: RLConfig, 
 
 
 def _iteration_seed(cfg: RLConfig, iteration: int) -> int:
-    return cfg.seed * 1_000_003 + iteration
+    return cfg.seed * SEED_STRIDE + iteration
 
 
 def save_checkpoint(
@@ -255,7 +255,7 @@ def heldout_metrics(policy, tokenizer, cfg: RLConfig, task_cfg=None) -> dict:
     ``eval_tokens`` (mean response length), ``eval_answer_share`` (share of the tokens spent on the final
     ``answer`` line, the rest being reasoning) and both per difficulty (``eval_accuracy_hard``, ...)."""
     task_cfg = task_cfg or TaskConfig()
-    problems = make_problems(cfg.eval_problems, seed=10_000_019 + cfg.seed, cfg=task_cfg)  # a seed never trained on
+    problems = heldout_problems(cfg.eval_problems, cfg.seed, task_cfg)  # never trained on
     prompts = policy_prompts(problems, tokenizer, cfg.prompt_style)
     rollouts = sample(policy, tokenizer, prompts, 1, cfg.max_new_tokens, cfg.temperature, seed=cfg.seed)
     correct = rollout_rewards(problems, rollouts)  # (N,)
