@@ -17,7 +17,9 @@ In miniature, for Countdown-mini:
 - :func:`build_cot_rm`: a ``LlamaForCausalLM`` started from the warm-up policy, fine-tuned by
   :func:`train_cot_rm` to write :func:`check_text` after the response, a step-by-step recomputation of
   the answer line in the policy's own trace format followed by a verdict (``!`` right, ``.`` wrong):
-  ``>> 4*3=12: 12+5=17 vs 17, 345 vs 345 => !``; judged by greedy decoding (:func:`cot_rewards`);
+  ``>> 4*3=12: 12+5=17 vs 17, 345 vs 345 => !``; judged by greedy decoding (:func:`cot_rewards`). Trained
+  on the responses as they are, its verdict follows the response's style instead of its own check; part
+  of its training responses get a :func:`counterfactual` answer line so that only the check predicts it;
 - :func:`reward_function`: either model as a reward function with Hugging Face TRL's interface
   ``f(prompts, completions, numbers, target, **kwargs) -> list[float]``, which
   :func:`kimi_mini.train.train_rl` also accepts as ``reward_fn`` in place of the verifier;
@@ -47,7 +49,19 @@ from .rollout import sample
 from .rundir import check_checksums
 from .sampling import ProblemPool
 from .sft import collate, encode_example, sft_loss
-from .tasks import _ANSWER_RE, Problem, apply_op, extract_answer, make_problems, policy_prompts, prompt_text, verify
+from .tasks import (
+    _ANSWER_RE,
+    ANSWER_PREFIX,
+    Problem,
+    all_expressions,
+    answer_line,
+    apply_op,
+    extract_answer,
+    make_problems,
+    policy_prompts,
+    prompt_text,
+    verify,
+)
 
 __all__ = [
     "JUDGE_TAIL",
@@ -60,6 +74,7 @@ __all__ = [
     "train_classic_rm",
     "check_text",
     "build_cot_rm",
+    "counterfactual",
     "train_cot_rm",
     "cot_judgements",
     "cot_rewards",
@@ -100,7 +115,7 @@ def build_classic_rm(policy: LlamaForCausalLM) -> LlamaForSequenceClassification
     """A one-output ``LlamaForSequenceClassification`` with ``policy``'s config and transformer body (the
     report's reward models, like InstructGPT's, start from a trained language model); the value head
     (``score``) starts at zero, so every response first scores 0.5."""
-    config = policy.config.to_dict()
+    config = {k: v for k, v in policy.config.to_dict().items() if k not in ("id2label", "label2id")}
     config.update(num_labels=1, architectures=["LlamaForSequenceClassification"])
     rm = LlamaForSequenceClassification(type(policy.config).from_dict(config))
     rm.model.load_state_dict(policy.model.state_dict())
@@ -204,6 +219,27 @@ def build_cot_rm(policy: LlamaForCausalLM) -> LlamaForCausalLM:
     return judge.eval()
 
 
+def counterfactual(problem: Problem, response: str, rng: random.Random) -> str:
+    """``response`` with its last answer line replaced: half the time by a right expression, else by a
+    wrong one (a random expression of the problem's numbers, or a right one with a digit changed).
+    Responses without an answer line are returned unchanged."""
+    lines = response.split("\n")
+    answers = [i for i, line in enumerate(lines) if answer_line(line) is not None]
+    if not answers:
+        return response
+    right = [e for e, value in all_expressions(problem.numbers) if value == problem.target]
+    if rng.random() < 0.5:
+        expression = rng.choice(right)
+    elif rng.random() < 0.5:
+        expression = rng.choice(all_expressions(problem.numbers))[0]
+    else:
+        expression = rng.choice(right)
+        digit = rng.choice([i for i, c in enumerate(expression) if c.isdigit()])
+        expression = expression[:digit] + str(rng.randint(1, 9)) + expression[digit + 1 :]
+    lines[answers[-1]] = ANSWER_PREFIX + expression
+    return "\n".join(lines)
+
+
 def train_cot_rm(
     judge,
     tokenizer,
@@ -213,11 +249,17 @@ def train_cot_rm(
     batch_size: int = 32,
     lr: float = 1e-3,
     seed: int = 0,
+    counterfactual_share: float = 0.0,
 ) -> list[float]:
     """Supervised fine-tuning on ``judge_input + CHECK_PREFIX -> check_text`` (next-token loss on the check
     only, :func:`kimi_mini.sft.sft_loss`), AdamW, shuffled batches. Returns each epoch's mean loss per
-    check token. No verifier labels are needed: the check is computed from the response itself."""
+    check token. No verifier labels are needed: the check is computed from the response itself.
+
+    ``counterfactual_share``: this share of the responses (drawn with ``seed``) get a
+    :func:`counterfactual` answer line, so that the response's style (a search that marked a hit, a bare
+    guess) no longer predicts the verdict and the verdict has to follow the check ({ref}`ch10-cot`)."""
     rng, device = random.Random(seed), next(judge.parameters()).device
+    texts = [counterfactual(p, t, rng) if rng.random() < counterfactual_share else t for p, t in zip(problems, texts)]
     examples = [
         encode_example(tokenizer, judge_input(p, t) + CHECK_PREFIX, check_text(p, t)) for p, t in zip(problems, texts)
     ]

@@ -112,8 +112,8 @@ def test_reward_functions_have_trls_interface(tiny_policy, tokenizer):
 
 
 def test_train_rl_with_the_verifier_as_reward_fn_trains_the_same_policy(tmp_path, tokenizer, tiny_config):
-    """reward_fn=None and the verifier passed as a TRL reward function give the same run, bit for bit;
-    the reward_fn run also logs the verifier's accuracy (equal to the reward here)."""
+    """reward_fn=None and the verifier passed as a TRL reward function give the same run, bit for bit
+    (weights and every logged metric but the timings)."""
     runs = []
     for name, fn in (("plain", None), ("fn", countdown_reward)):
         torch.manual_seed(0)
@@ -124,11 +124,11 @@ def test_train_rl_with_the_verifier_as_reward_fn_trains_the_same_policy(tmp_path
         runs.append((history, policy.state_dict()))
     (plain, plain_weights), (judged, judged_weights) = runs
     assert all(torch.equal(plain_weights[k], judged_weights[k]) for k in plain_weights)
-    for a, b in zip(plain, judged):
-        assert b.pop("accuracy") == b["reward"] == a["reward"]
-        assert {k: v for k, v in a.items() if "seconds" not in k and k != "tokens_per_second"} == {
-            k: v for k, v in b.items() if "seconds" not in k and k != "tokens_per_second"
-        }
+    timing = {"rollout_seconds", "train_seconds", "tokens_per_second"}
+    assert [{k: v for k, v in row.items() if k not in timing} for row in plain] == [
+        {k: v for k, v in row.items() if k not in timing} for row in judged
+    ]
+    assert all(row["accuracy"] == row["reward"] for row in judged)
 
 
 def test_train_rl_rewards_what_reward_fn_says_and_logs_the_verifier(tmp_path, tiny_policy, tokenizer):
@@ -153,3 +153,23 @@ def test_pass_counts_counts_verified_samples(tiny_policy, tokenizer):
     problems = make_problems(3, seed=0)
     counts = rm.pass_counts(tiny_policy, tokenizer, problems, samples=4)
     assert counts.shape == (3,) and int(counts.min()) >= 0 and int(counts.max()) <= 4
+
+
+def test_counterfactual_answers_are_right_half_the_time_whatever_the_response():
+    rng = random.Random(0)
+    problems, texts = responses(400)
+    changed = [rm.counterfactual(p, t, rng) for p, t in zip(problems, texts)]
+    with_answer = [i for i, t in enumerate(texts) if "answer" in t]
+    right = sum(verify(problems[i], changed[i]) for i in with_answer) / len(with_answer)
+    # measured 0.61: half right by construction, plus wrong picks that happen to hit (easy problems have many)
+    assert 0.5 < right < 0.7
+    assert all(changed[i] == texts[i] for i in range(len(texts)) if i not in with_answer)
+    traces = [i for i in with_answer if "\n" in texts[i]]
+    assert all(changed[i].rsplit("\n", 1)[0] == texts[i].rsplit("\n", 1)[0] for i in traces)  # only the answer
+
+
+def test_cot_rm_trains_with_counterfactuals(tiny_policy, tokenizer):
+    judge = rm.build_cot_rm(tiny_policy)
+    problems, texts = responses(32)
+    losses = rm.train_cot_rm(judge, tokenizer, problems, texts, epochs=2, batch_size=16, counterfactual_share=0.5)
+    assert len(losses) == 2 and all(loss == loss for loss in losses)
