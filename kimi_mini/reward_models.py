@@ -44,19 +44,19 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoTokenizer, LlamaForCausalLM, LlamaForSequenceClassification
 
+from .groups import by_group
 from .policy import check_finite, load_policy, save_policy
-from .rollout import sample
+from .rollout import rollout_rewards, sample
 from .rundir import check_checksums
 from .sampling import ProblemPool
 from .sft import collate, encode_example, sft_loss
 from .tasks import (
-    _ANSWER_RE,
     ANSWER_PREFIX,
     Problem,
     all_expressions,
     answer_line,
+    answer_parts,
     apply_op,
-    extract_answer,
     make_problems,
     policy_prompts,
     prompt_text,
@@ -195,13 +195,13 @@ def check_text(problem: Problem, response: str) -> str:
     format, the numbers it uses against the problem's (sorted digits), then ``=> !`` (right) or ``=> .``
     (wrong). A response without a well-formed answer line gets ``=> .`` at once. Its verdict is always
     the verifier's (tested)."""
-    answer = extract_answer(response)
-    if answer is None:
+    parts = answer_parts(response)
+    if parts is None:
         return "=> ."
-    x, op1, y, op2, z = _ANSWER_RE.fullmatch("answer " + answer).groups()
-    p = apply_op(int(x), op1, int(y))
-    value = apply_op(p, op2, int(z))
-    used, need = "".join(sorted(x + y + z)), "".join(sorted("".join(map(str, problem.numbers))))
+    x, op1, y, op2, z = parts
+    p = apply_op(x, op1, y)
+    value = apply_op(p, op2, z)
+    used, need = "".join(sorted(f"{x}{y}{z}")), "".join(sorted("".join(map(str, problem.numbers))))
     ok = value == problem.target and used == need
     return f"{x}{op1}{y}={p}: {p}{op2}{z}={value} vs {problem.target}, {used} vs {need} => {'!' if ok else '.'}"
 
@@ -349,8 +349,8 @@ def pass_counts(policy, tokenizer, problems: list[Problem], samples: int = 10, t
     report's difficulty estimate (2.1: an SFT model's pass rate over 10 samples at high temperature)."""
     prompts = policy_prompts(problems, tokenizer)
     rollouts = sample(policy, tokenizer, prompts, samples, 480, temperature, seed=seed)
-    correct = torch.tensor([verify(problems[i // samples], t) for i, t in enumerate(rollouts.texts)])
-    return correct.view(len(problems), samples).sum(dim=1)  # (N,)
+    correct = rollout_rewards(problems, rollouts)  # (N * samples,) the verifier's 0/1
+    return by_group(correct, samples).sum(dim=1).long()  # (N,)
 
 
 def curate(counts: torch.Tensor, guessed: list[bool], samples: int = 10) -> list[bool]:

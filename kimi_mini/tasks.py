@@ -38,6 +38,7 @@ __all__ = [
     "difficulty_of",
     "make_problem",
     "make_problems",
+    "answer_parts",
     "HELDOUT_SEED",
     "SEED_STRIDE",
     "heldout_problems",
@@ -235,18 +236,26 @@ def extract_answer(response: str) -> str | None:
     return line[len(ANSWER_PREFIX) :] if m else None
 
 
+def answer_parts(response: str) -> tuple[int, str, int, str, int] | None:
+    """``(x, op1, y, op2, z)`` of the response's answer ``(x op1 y) op2 z`` (:func:`extract_answer`), or None."""
+    answer = extract_answer(response)
+    if answer is None:
+        return None
+    x, op1, y, op2, z = _ANSWER_RE.fullmatch(ANSWER_PREFIX + answer).groups()
+    return int(x), op1, int(y), op2, int(z)
+
+
 def verify(problem: Problem, response: str) -> int:
     """1 if the response's last answer line is exactly ``answer (x op y) op z``, uses each of the problem's
     numbers once and reaches the target, else 0. Text after the expression makes the line invalid
     (``answer (4*3)+55`` is not ``(4*3)+5``). Never raises."""
-    answer = extract_answer(response)
-    if answer is None:
+    parts = answer_parts(response)
+    if parts is None:
         return 0
-    x, op1, y, op2, z = _ANSWER_RE.fullmatch(ANSWER_PREFIX + answer).groups()
-    used = sorted(int(d) for d in (x, y, z))
-    if used != sorted(problem.numbers):
+    x, op1, y, op2, z = parts
+    if sorted((x, y, z)) != sorted(problem.numbers):
         return 0
-    return int(apply_op(apply_op(int(x), op1, int(y)), op2, int(z)) == problem.target)
+    return int(apply_op(apply_op(x, op1, y), op2, z) == problem.target)
 
 
 def reward(problem: Problem, response: str) -> float:
