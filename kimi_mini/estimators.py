@@ -5,8 +5,7 @@ Samples x come from q; ``log_ratio`` is log p(x) - log q(x) at those samples, an
 over x ~ q approximates KL(q || p):
 
 - k1 = -log_ratio: unbiased, high variance, negative on some samples;
-- k2 = log_ratio^2 / 2: biased (its mean is an f-divergence that agrees with KL to second order), low
-  variance, never negative;
+- k2 = log_ratio^2 / 2: biased (its mean agrees with KL to second order), low variance, never negative;
 - k3 = (ratio - 1) - log_ratio: unbiased (E_q[ratio - 1] = 0), low variance, never negative (log r <= r - 1).
 
 In RL the direction follows from who sampled: chapter 4 logs k3 on samples of pi_i with log_ratio = log
