@@ -22,6 +22,8 @@ __all__ = [
     "projected_gradient_step",
     "softmax_gradient_step",
     "mirror_descent_path",
+    "bandit_estimate",
+    "bandit_path",
     "kl_ball_boundary",
 ]
 
@@ -83,6 +85,34 @@ def mirror_descent_path(pi0, reward_fn, tau: float, steps: int) -> np.ndarray:
     path = [np.asarray(pi0, dtype=float)]
     for t in range(steps):
         path.append(kl_regularized_optimum(path[-1], reward_fn(t), tau))
+    return np.stack(path)
+
+
+def bandit_estimate(pi, arms, payoffs, baseline: float = 0.0) -> np.ndarray:
+    """Every arm's mean reward estimated from ``m`` arms sampled from ``pi`` (bandit feedback: a policy sees
+    only the rewards of what it sampled): r_hat(a) = b + sum_i 1[a_i = a] (R_i - b) / (m pi(a)), (A,).
+
+    Unbiased for r(a) wherever pi(a) > 0, for any fixed baseline b, which changes only the variance; an arm
+    with small pi(a) gets a rare, large correction (the 1 / pi(a) of importance weighting).
+    """
+    pi, arms = np.asarray(pi, dtype=float), np.asarray(arms)
+    estimate = np.full(len(pi), float(baseline))
+    np.add.at(estimate, arms, (np.asarray(payoffs, dtype=float) - baseline) / (len(arms) * pi[arms]))
+    return estimate
+
+
+def bandit_path(step, eta: float, means, seed: int, steps: int = 30, samples: int = 8, baseline: float = 0.5):
+    """Iterates pi_0 (uniform), ..., pi_steps of ``step(pi, r_hat, eta)`` under bandit feedback: each step
+    samples ``samples`` arms from pi, draws a 0/1 reward for each (Bernoulli ``means``) and updates with
+    :func:`bandit_estimate`. Returns (steps + 1, A)."""
+    rng = np.random.default_rng(seed)
+    means = np.asarray(means, dtype=float)
+    path = [np.ones(len(means)) / len(means)]
+    for _ in range(steps):
+        pi = path[-1]
+        arms = rng.choice(len(pi), size=samples, p=pi)  # (m,) the arms the policy tried
+        payoffs = (rng.random(samples) < means[arms]).astype(float)  # (m,) their 0/1 rewards
+        path.append(step(pi, bandit_estimate(pi, arms, payoffs, baseline), eta))
     return np.stack(path)
 
 

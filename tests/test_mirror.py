@@ -85,3 +85,30 @@ def test_kl_optimum_check_accepts_and_rejects():
         check_kl_optimum(naive)
     with pytest.raises(AssertionError):
         check_kl_optimum(lambda pi_ref, r, tau: np.asarray(pi_ref))
+
+
+def test_bandit_estimate_is_unbiased_for_every_arm_it_can_sample():
+    from kimi_mini.mirror import bandit_estimate
+
+    rng = np.random.default_rng(0)
+    pi, means = np.array([0.6, 0.3, 0.1]), np.array([0.3, 0.5, 0.7])
+    draws = []
+    for _ in range(20_000):
+        arms = rng.choice(3, size=8, p=pi)
+        draws.append(bandit_estimate(pi, arms, rng.random(8) < means[arms], baseline=0.5))
+    draws = np.array(draws)  # (N, 3)
+    stderr = draws.std(0) / np.sqrt(len(draws))
+    assert np.all(np.abs(draws.mean(0) - means) < 4 * stderr)
+    assert draws.std(0)[2] > 2 * draws.std(0)[0]  # the rare arm's estimate is the noisy one (1 / pi)
+
+
+def test_bandit_path_is_seeded_and_stays_on_the_simplex():
+    from kimi_mini.mirror import bandit_path, kl_regularized_optimum, projected_gradient_step
+
+    means = [0.3, 0.5, 0.7]
+    md = lambda pi, r, eta: kl_regularized_optimum(pi, r, 1 / eta)  # noqa: E731
+    a, b = bandit_path(md, 1.0, means, seed=3), bandit_path(md, 1.0, means, seed=3)
+    assert a.shape == (31, 3) and np.array_equal(a, b)
+    assert np.allclose(a.sum(1), 1) and (a > 0).all()  # mirror descent never leaves the interior
+    pg = bandit_path(projected_gradient_step, 1.0, means, seed=3)
+    assert np.allclose(pg.sum(1), 1) and (pg >= 0).all() and (pg == 0).any()
