@@ -15,19 +15,30 @@ JB = Path(sys.executable).with_name("jupyter-book")
 COLAB = "https://colab.research.google.com/github/kimi-mini/kimi-mini/blob/main/"
 
 
+#: Where the test builds the book: ``_build`` of the checkout, or ``$KIMI_BOOK_OUT/_build`` (several people
+#: sharing one checkout each build to their own directory).
+OUT = Path(os.environ.get("KIMI_BOOK_OUT", ROOT))
+
+#: Code and output blocks that still scroll sideways (by more than 16 px), summed over all pages, at 1280x900
+#: and at 390x844, as check_book.mjs counts them. Outputs and package source now wrap and code is set at
+#: 13 px, which took chapters 1-9 and the front matter from 154 to 42 at 1280 px and from 343 to 126 at
+#: 390 px; what is left is mostly long f-strings in code cells (80-column cells fit, a phone shows ~45
+#: columns). The budget adds chapter 0 (10 and 20). A change that adds more fits its blocks to the column
+#: or raises the budget knowingly.
+CODE_BUDGET = {"wideCode": 52, "wideCodePhone": 146}
+
+
 @pytest.fixture(scope="module")
 def html():
     """Build the whole book from scratch (``--all``: warnings of unchanged pages are not hidden)."""
     if not JB.exists():
         pytest.skip("jupyter-book is not installed (pip install -e '.[book]')")
-    result = subprocess.run(
-        [str(JB), "build", str(ROOT), "--all", "--warningiserror", "--nitpick", "--keep-going"],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    command = [str(JB), "build", str(ROOT), "--all", "--warningiserror", "--nitpick", "--keep-going"]
+    if OUT != ROOT:
+        command += ["--path-output", str(OUT)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    return ROOT / "_build" / "html"
+    return OUT / "_build" / "html"
 
 
 def test_front_matter_pages_exist(html):
@@ -39,7 +50,8 @@ def test_front_matter_pages_exist(html):
 @pytest.mark.parametrize("chapter", sorted(p.stem for p in (ROOT / "chapters").glob("*.ipynb")))
 def test_chapters_have_figures_exercises_and_collapsed_solutions(html, chapter):
     page = (html / "chapters" / f"{chapter}.html").read_text()
-    assert len(re.findall(r"<img [^>]*src=\"[^\"]+\.png\"", page)) >= 2  # the stored figures
+    stored = len(re.findall(r"<img [^>]*src=\"[^\"]+\.png\"", page))
+    assert stored + page.count('class="kimi-interactive"') >= 2 and stored >= 1  # stored and interactive figures
     assert len(re.findall(r'class="[^"]*\bexercise\b[^"]*"', page)) >= 3
     solutions = re.findall(r'<div class="([^"]*solution[^"]*)"', page)
     assert len(solutions) >= 3 and all("dropdown" in c for c in solutions)
@@ -52,7 +64,7 @@ def test_stored_figures_are_numbered_captioned_and_have_alt_text(html, chapter):
     """Every stored PNG figure sits in a <figure> with a <figcaption> and has real alt text."""
     page = (html / "chapters" / f"{chapter}.html").read_text()
     images = list(re.finditer(r"<img [^>]*src=\"[^\"]*_images/[^\"]+\.png\"[^>]*>", page))
-    assert len(images) >= 2
+    assert len(images) >= 1
     for img in images:
         start = page.rfind("<figure", 0, img.start())
         end = page.find("</figure>", img.end())
@@ -63,6 +75,11 @@ def test_stored_figures_are_numbered_captioned_and_have_alt_text(html, chapter):
         src = re.search(r'src="([^"]+)"', img.group(0)).group(1)
         assert alt and len(alt.group(1)) > 20, img.group(0)
         assert Path(src).stem not in alt.group(1) and not re.fullmatch(r"[0-9a-f]{16,}\S*", alt.group(1)), img.group(0)
+    for div in re.finditer(r'<div id="([^"]+)" class="kimi-interactive" aria-label="([^"]*)"', page):
+        start, end = page.rfind("<figure", 0, div.start()), page.find("</figure>", div.end())
+        assert start != -1 and page.rfind("</figure>", 0, div.start()) < start, div.group(1)
+        assert re.search(r'<span class="caption-number">Fig\. [\d.]+ </span>', page[div.end() : end]), div.group(1)
+        assert len(div.group(2)) > 40 and not div.group(2).startswith("Interactive figure:"), div.group(1)
 
 
 def _browser_tools() -> str | None:
@@ -86,7 +103,7 @@ def test_pages_in_a_real_browser(html):
     import plotly
 
     plotly_js = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
-    shots = ROOT / "_build" / "screenshots"
+    shots = html.parent / "screenshots"
     result = subprocess.run(
         ["node", str(ROOT / "tests" / "browser" / "check_book.mjs"), str(html), str(shots), COLAB, str(plotly_js)],
         capture_output=True,
@@ -104,6 +121,15 @@ def test_pages_in_a_real_browser(html):
     assert all(pages[p]["solutions"] >= 3 for p in pages if p.startswith("chapters/"))
     # no display equation wider than its column, at 1280x900 and at phone width (390x844)
     assert all(page["wideEquations"] == 0 and page["wideEquationsPhone"] == 0 for page in pages.values())
+    # no table wider than the text column; every figure captioned and described (problems above name them)
+    totals = report["totals"]
+    assert totals["wideTables"] == 0 and totals["wideTablesPhone"] == 0, totals
+    assert totals["uncaptioned"] == 0, totals
+    print(json.dumps(totals))
+    assert all(totals[key] <= budget for key, budget in CODE_BUDGET.items()), (totals, CODE_BUDGET)
+    assert all(
+        size["plot"] >= 0.6 * size["width"] for page in pages.values() for size in page["phoneFigures"]
+    )  # interactive figures fill a phone's column, not a 130 px corner of it
     assert len(list(shots.glob("*.png"))) == report["pages"]
 
 

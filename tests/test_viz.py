@@ -52,7 +52,7 @@ def test_live_form_steps_through_named_values():
     heights = {"low": 0.25, "high": 0.75}
     box = viz.interactive(lambda name: bars(heights[name]), list(heights), "level", live=True)
     slider, fig = box.children
-    assert isinstance(slider, ipywidgets.SelectionSlider) and slider.value == "low"
+    assert isinstance(slider, ipywidgets.ToggleButtons) and slider.value == "low"
     slider.value = "high"
     assert list(fig.data[0].y) == [0.75, 0.25]
 
@@ -66,11 +66,78 @@ def test_simplex_coordinates():
     assert np.allclose([x[0], y[0]], [0.5, np.sqrt(3) / 6])  # the centroid
 
 
-def test_show_source_displays_the_function(monkeypatch):
+def test_show_source_displays_highlighted_code_with_a_plain_text_form(monkeypatch):
     shown = []
-    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj.data))
+    monkeypatch.setattr("IPython.display.display", lambda obj, raw=False: shown.append((obj, raw)))
     viz.show_source(viz.simplex_xy)
-    assert shown[0].startswith("```python\ndef simplex_xy(") and shown[0].endswith("```")
+    ((bundle, raw),) = shown
+    assert raw and bundle["text/plain"].startswith("def simplex_xy(")
+    assert bundle["text/html"].startswith(
+        '<div class="highlight-python notranslate kimi-source"><div class="highlight">'
+    )
+    assert '<span class="k">def</span>' in bundle["text/html"] and "<details" not in bundle["text/html"]
+    assert viz.source_html(viz.simplex_xy) == viz.source_html(viz.simplex_xy)  # nbval compares it
+
+
+def test_show_source_folds_long_functions_under_their_name_and_length():
+    long = viz.source_html(viz.interactive)  # more than FOLD_LINES lines
+    lines = len(__import__("inspect").getsource(viz.interactive).splitlines())
+    assert lines > viz.FOLD_LINES
+    assert long.startswith(
+        f'<details class="kimi-source-fold"><summary>source of <code>interactive</code> ({lines} lines)'
+    )
+    assert long.endswith("</div></details>")
+
+
+def test_docstring_markup_becomes_plain_backticks():
+    text = "See :func:`kimi_mini.losses.omd_loss`, :data:`~kimi_mini.viz.RUN_PANELS`, ``x + 1`` and {ref}`ch3-closed-form`."
+    assert viz.clean_docstrings(text) == "See `kimi_mini.losses.omd_loss`, `RUN_PANELS`, `x + 1` and chapter 3."
+    assert viz.clean_docstrings("{ref}`notation`") == "`notation`"
+
+
+def _spec(html: str) -> dict:
+    return json.loads(re.search(r"var spec = (\{.*\});\n", html).group(1))
+
+
+def test_figures_fit_a_phone_legend_below_no_toolbar_and_a_title_that_wraps():
+    html = viz.interactive(bars, [0.1, 0.9], "T", title="A title", alt="Two bars whose heights the slider sets").data
+    layout = _spec(html)["layout"]
+    assert "width" not in layout and layout["autosize"] is True
+    assert layout["legend"]["orientation"] == "h" and layout["legend"]["y"] == 0  # at the bottom of the figure
+    assert "title" not in layout or not layout["title"].get("text")  # the title is HTML, above the plot
+    assert '<p class="kimi-interactive-title">A title</p>' in html
+    assert "displayModeBar: false" in html and "responsive: true" in html
+    assert 'aria-label="Two bars whose heights the slider sets"' in html
+
+
+def test_named_choices_get_buttons_and_numbers_a_slider():
+    named = viz.interactive(
+        lambda name: bars({"low": 0.25, "high": 0.75}[name]), ["low", "high"], "level", start="high"
+    ).data
+    spec = _spec(named)
+    assert "sliders" not in spec["layout"] and [f["name"] for f in spec["frames"]] == ["low", "high"]
+    buttons = re.findall(r'<button type="button" data-frame="([^"]+)" aria-pressed="(true|false)">', named)
+    assert buttons == [("low", "false"), ("high", "true")]
+    assert 'class="kimi-buttons" role="group" aria-label="level"' in named
+    numeric = viz.interactive(bars, [0.1, 0.9], "T").data
+    assert 'class="kimi-buttons"' not in numeric and len(_spec(numeric)["layout"]["sliders"]) == 1
+
+
+def test_simplex_traces_label_the_corners():
+    outline, names = viz.simplex_traces(("a<br>r = 0.3", "b", "c"))
+    assert outline["mode"] == "lines" and len(outline["x"]) == 4
+    assert names["mode"] == "text" and names["text"] == ["a<br>r = 0.3", "b", "c"] and names["cliponaxis"] is False
+
+
+def test_book_style_draws_at_column_width_with_10_pt_text():
+    import matplotlib as mpl
+
+    with mpl.rc_context():
+        viz.use_book_style()
+        assert mpl.rcParams["figure.figsize"] == [viz.BOOK_WIDTH, 3.4] and mpl.rcParams["figure.dpi"] == 100
+        sizes = [mpl.rcParams[k] for k in ("font.size", "xtick.labelsize", "ytick.labelsize", "legend.fontsize")]
+        assert all(float(s) >= 10 for s in sizes)
+    assert viz.BOOK_WIDTH * 100 <= 690  # the 688 px text column, to within a pixel or two
 
 
 def test_frame_layout_goes_with_each_frame_and_the_live_slider():
