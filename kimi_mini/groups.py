@@ -21,9 +21,10 @@ def _check(n_rows: int, group_size: int) -> None:
 
 
 def by_group(x: torch.Tensor, group_size: int) -> torch.Tensor:
-    """(B, ...) rows -> (G, k, ...): each prompt's k responses along dimension 1 (a view, no copy)."""
+    """(B, ...) rows -> (G, k, ...): each prompt's k responses along dimension 1 (a view of a contiguous
+    tensor or numpy array)."""
     _check(x.shape[0], group_size)
-    return x.view(-1, group_size, *x.shape[1:])
+    return x.reshape(-1, group_size, *x.shape[1:])
 
 
 def per_row(items: list, group_size: int) -> list:
