@@ -224,6 +224,13 @@ def stage_curation(args, work: Path) -> None:
 
 def merge(args, work: Path) -> dict:
     rms = json.loads((work / "rms.json").read_text())
+    first = rms["heldout"][str(args.seeds[0])]  # the stored responses, with each chain-of-thought judge's check
+    problems = make_problems(len(first["texts"]), seed=HELDOUT_SEED)
+    first["checks"] = {
+        name: rmod.cot_judgements(model, tok, problems, first["texts"])
+        for name, (model, tok) in _load_judges(work).items()
+        if name != "classic"
+    }
     rl = {}
     for reward in ("verifier", "classic", "cot"):
         for seed in args.seeds:
