@@ -173,3 +173,23 @@ def test_cot_rm_trains_with_counterfactuals(tiny_policy, tokenizer):
     problems, texts = responses(32)
     losses = rm.train_cot_rm(judge, tokenizer, problems, texts, epochs=2, batch_size=16, counterfactual_share=0.5)
     assert len(losses) == 2 and all(loss == loss for loss in losses)
+
+
+def test_the_stored_measurements_hold_per_seed_per_problem_outcomes():
+    """kimi_mini/results/reward-models-cpu.json (benchmarks/reward_models.py): 0/1 arrays per seed and
+    held-out problem for every judge and every RL run, so intervals can be recomputed."""
+    from kimi_mini.results import load_result
+
+    result = load_result("reward-models-cpu")
+    seeds, n = [str(s) for s in result["settings"]["seeds"]], result["settings"]["heldout"]
+    assert len(seeds) >= 3 and n >= 512
+    for seed in seeds:
+        judged = result["rms"]["heldout"][seed]
+        assert all(len(judged[k]) == n for k in ("verifier", "classic", "cot", "cot_plain"))
+        for reward in ("verifier", "classic", "cot"):
+            run = result["rl"][reward][seed]
+            assert set(run["final"]["verifier"]) <= {0, 1} and len(run["final"]["verifier"]) == n
+            assert len(run["history"]) == result["settings"]["iterations"]
+        curation = result["curation"][seed]
+        assert len(curation["counts"]) == result["settings"]["pool_size"]
+        assert all(len(curation["runs"][name]["final"]) == n for name in ("whole", "curated"))
