@@ -6,7 +6,8 @@ the question, the reference and the response and outputs one number, and a *chai
 first writes its reasoning and then a verdict. In the report's manual spot checks the classic model was
 right 84.4% of the time, the chain-of-thought one 98.5%, and RL used the latter. Its prompt set is also
 curated (report 2.1): each problem's difficulty is a warm-up model's pass rate over 10 samples at a high
-temperature, and problems whose answers are easy to guess are dropped.
+temperature, used to balance difficulty, and (for general question answering) problems whose answers
+are easy to guess are dropped.
 
 In miniature, for Countdown-mini:
 
@@ -24,8 +25,8 @@ In miniature, for Countdown-mini:
   ``f(prompts, completions, numbers, target, **kwargs) -> list[float]``, which
   :func:`kimi_mini.train.train_rl` also accepts as ``reward_fn`` in place of the verifier;
 - :func:`pass_counts` and :func:`curate`: the report's difficulty estimate (successes in 10 samples) and
-  the curated pool (drop the problems solved 10 times out of 10 and the guessable ones,
-  :func:`kimi_mini.sampling.guessable`).
+  the curated pool (drop the guessable problems, :func:`kimi_mini.sampling.guessable`, and, this book's
+  addition, those solved 10 times out of 10).
 
 Both judges read the problem and the last :data:`JUDGE_TAIL` characters of the response (the answer is
 at its end; the tiny models' context is 512 tokens). Models save and load with ``save_pretrained`` /
