@@ -37,6 +37,7 @@ __all__ = [
     "clean_docstrings",
     "plot_run",
     "run_figure",
+    "run_series",
 ]
 
 
@@ -386,9 +387,15 @@ RUN_PANELS = (
 )
 
 
-def _run_series(history: list[dict], key: str) -> tuple[list[int], list[float]]:
+def run_series(history: list[dict], key: str) -> tuple[list[int], list[float]]:
+    """(iterations done, values) of one metric of a run's history, rows without it skipped.
+
+    A training metric of iteration i (reward, response tokens, KL of its update) is measured on the samples
+    of pi_i, the policy after i updates; a held-out evaluation (``eval_*``) runs after iteration i's
+    update, on the policy after i + 1. Plotted against "iterations done", the two line up."""
     rows = [r for r in history if r.get(key) is not None]
-    return [r["iteration"] + 1 for r in rows], [r[key] for r in rows]
+    shift = 1 if key.startswith("eval_") else 0
+    return [r["iteration"] + shift for r in rows], [r[key] for r in rows]
 
 
 def _tick_step(last: int) -> int:
@@ -413,7 +420,7 @@ def run_figure(history: list[dict], title: str = ""):
     axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (name, keys) in zip(axes[0], panels):
         for key in keys:
-            ax.plot(*_run_series(history, key), "o-", ms=3, label=key)
+            ax.plot(*run_series(history, key), "o-", ms=3, label=key)
         ax.set_title(name)
         ax.set_xlabel("iterations done")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no 3.5 iterations
@@ -426,7 +433,7 @@ def run_figure(history: list[dict], title: str = ""):
 def _run_panels(history: list[dict]) -> list[tuple[str, list[str]]]:
     if not history:
         raise ValueError("the run has no metrics yet")
-    panels = [(name, [k for k in keys if _run_series(history, k)[0]]) for name, keys in RUN_PANELS]
+    panels = [(name, [k for k in keys if run_series(history, k)[0]]) for name, keys in RUN_PANELS]
     return [(name, keys) for name, keys in panels if keys]
 
 
@@ -453,7 +460,7 @@ def plot_run(history: list[dict], path, title: str = "", plotly_js: str = "inlin
     step = _tick_step(max(row["iteration"] + 1 for row in history))
     for col, (_, keys) in enumerate(panels, start=1):
         for key in keys:
-            x, y = _run_series(history, key)
+            x, y = run_series(history, key)
             fig.add_scatter(x=x, y=y, mode="lines+markers", name=key, row=1, col=col)
         fig.update_xaxes(title_text="iterations done", tick0=0, dtick=step, row=1, col=col)
     fig.update_layout(title=title, template="plotly_white", height=380)

@@ -183,3 +183,17 @@ def test_run_html_is_self_contained_or_loads_plotly_from_its_cdn(tmp_path):
     assert len(axes) == 3 and all('"dtick":1' in axis for axis in axes)  # a tick every whole iteration
     with pytest.raises(ValueError, match="plotly_js"):
         plot_run(history, tmp_path / "x.html", plotly_js="none")
+
+
+def test_run_series_puts_training_and_held_out_metrics_on_iterations_done():
+    from kimi_mini.viz import run_series
+
+    history = [
+        dict(iteration=0, reward=0.5),
+        dict(iteration=1, reward=0.6, eval_accuracy=0.7),
+        dict(iteration=2, reward=None),
+    ]
+    # the reward of iteration i was measured on pi_i (i updates done); the evaluation after it on pi_{i+1}
+    assert run_series(history, "reward") == ([0, 1], [0.5, 0.6])
+    assert run_series(history, "eval_accuracy") == ([2], [0.7])
+    assert run_series(history, "kl_prev") == ([], [])
