@@ -1,13 +1,17 @@
 """The length penalty's warm-up (report 2.3.3) and the four long2short methods (2.4, 3.4), in miniature.
 
     python benchmarks/long2short.py long [--save]                          # the long-CoT policy (chapter 7)
-    python benchmarks/long2short.py warmup [--weight 3] [--seeds 0 1] [--jobs 2] [--save]
+    python benchmarks/long2short.py warmup [--weights 3] [--seeds 0 1] [--jobs 2] [--save]
+    python benchmarks/long2short.py warmup --weights 0.5 1 --seeds 0 1 2 --no-plain --final-problems 512 --save
     python benchmarks/long2short.py methods [--save]
 
 ``long`` runs chapter 4's OMD settings for 16 iterations from the shipped warm-up policy and saves the
 result, the long-CoT policy chapter 7 shortens, to ``kimi_mini/checkpoints/long-cot-cpu-tiny``.
-``warmup`` trains from the warm-up policy three ways at one penalty weight: no length penalty, the penalty
-from the first iteration, and the penalty after 8 iterations of plain RL (``length-warmup-cpu.json``).
+``warmup`` trains from the warm-up policy with no length penalty and, at each penalty weight, with the penalty
+from the first iteration and after 8 iterations of plain RL: ``length-warmup-cpu.json`` for weight 3 alone
+(the misspecified weight), ``length-weights-cpu.json`` for other weights. ``--no-plain`` leaves out the run
+without a penalty (it is chapter 4's OMD run, ``losses-cpu.json``); ``--final-problems`` adds each run's
+per-problem results on that many shared held-out problems.
 ``methods`` starts every long2short method from the long-CoT policy and evaluates each result on the same
 512 held-out problems with the same 480-token budget (``long2short-cpu.json``). Everything runs on one
 torch thread per process.
@@ -74,10 +78,14 @@ def train_long(iterations: int = 16, save: bool = False) -> dict:
     return record
 
 
-def warmup_ablation(weight: float, seeds: list[int], iterations: int, start: int, jobs: int) -> dict:
-    variants = [dict(), dict(length_penalty=weight), dict(length_penalty=weight, length_penalty_warmup=start)]
-    runs = [("omd", seed, iterations, v) for seed in seeds for v in variants]
-    settings = asdict(comparison_config("omd", 0, iterations))
+def warmup_ablation(
+    weights: list[float], seeds: list[int], iterations: int, start: int, jobs: int, plain=True, final_problems=0
+) -> dict:
+    variants = [dict()] if plain else []
+    for w in weights:
+        variants += [dict(length_penalty=w), dict(length_penalty=w, length_penalty_warmup=start)]
+    runs = [("omd", seed, iterations, v, None, final_problems) for seed in seeds for v in variants]
+    settings = dict(asdict(comparison_config("omd", 0, iterations)), final_problems=final_problems)
     return run_all(runs, jobs, settings, varying=("seed", "length_penalty", "length_penalty_warmup"))
 
 
@@ -173,7 +181,9 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("stage", choices=("long", "warmup", "methods"))
     parser.add_argument("--iterations", type=int, default=16)
-    parser.add_argument("--weight", type=float, default=3.0, help="warmup: the length penalty's weight")
+    parser.add_argument("--weights", type=float, nargs="+", default=[3.0], help="warmup: the penalty's weights")
+    parser.add_argument("--no-plain", action="store_true", help="warmup: leave out the run without a penalty")
+    parser.add_argument("--final-problems", type=int, default=0, help="warmup: per-problem held-out results")
     parser.add_argument("--start", type=int, default=8, help="warmup: iterations of plain RL first")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--jobs", type=int, default=2)
@@ -195,8 +205,10 @@ def main(argv=None) -> dict:
         print(round(result["seconds"]), result["eval"])
         return result
     if args.stage == "warmup":
-        result = warmup_ablation(args.weight, args.seeds, args.iterations, args.start, args.jobs)
-        name = "length-warmup-cpu.json"
+        result = warmup_ablation(
+            args.weights, args.seeds, args.iterations, args.start, args.jobs, not args.no_plain, args.final_problems
+        )
+        name = "length-warmup-cpu.json" if args.weights == [3.0] else "length-weights-cpu.json"
         for r in result["runs"]:
             last = [row for row in r["history"] if "eval_accuracy" in row][-1]
             print(r["seed"], r["overrides"], round(r["seconds"]), round(last["eval_accuracy"], 3), last["eval_tokens"])

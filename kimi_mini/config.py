@@ -256,6 +256,13 @@ class RLConfig(Validated):
         "Leave tokens sampled by earlier iterations out of the loss; ignored unless partial_rollouts.",
         choices=(True, False),
     )
+    wait_for_group: bool = option(
+        True,
+        "Train a group once all k trajectories ended (group-mean baseline); False: train each trajectory in the "
+        "iteration it ends, with the mean reward of all trajectories ending then as its baseline; ignored unless "
+        "partial_rollouts.",
+        choices=(True, False),
+    )
     repeat_times: int = option(
         3,
         "Stop a trajectory whose last block repeats this often (0: never); ignored unless partial_rollouts.",
@@ -315,6 +322,17 @@ class RLConfig(Validated):
                 "RLConfig.guess_filter = True is invalid with prompt_style = 'chat': the filter forces the "
                 "tiny policy's answer line right after a trace prompt."
             )
+        if self.partial_rollouts and not self.wait_for_group:
+            for name, value, fine in (
+                ("sampling", self.sampling, "fresh"),
+                ("length_penalty", self.length_penalty, 0.0),
+                ("micro_batch_groups", self.micro_batch_groups, 0),
+            ):
+                if value != fine:
+                    raise ValueError(
+                        f"RLConfig.{name} = {value!r} is invalid with wait_for_group = False: it must be {fine!r} "
+                        "(those settings need whole groups, and trajectories then enter the loss one by one)."
+                    )
         if self.overlong_buffer > self.max_new_tokens:
             raise ValueError(
                 f"RLConfig.overlong_buffer = {self.overlong_buffer} is invalid: it must be at most "

@@ -7,7 +7,8 @@ current weights, then decoding goes on), beside new prompts that keep the batch 
 the iteration that sampled it and its log-prob under that iteration's policy.
 
 A group (the k samples of one prompt) enters the loss once, whole, in the iteration where its last
-trajectory finishes, because its baseline needs all k rewards. With ``mask_stale_segments`` (the default,
+trajectory finishes, because its baseline needs all k rewards (or, with ``wait_for_group=False``, each
+trajectory alone in the iteration it ends, :attr:`PartialStep.ended`). With ``mask_stale_segments`` (the default,
 the report's "excluded from the loss", slime's ``--mask-offpolicy-in-partial-rollout``) only the tokens
 sampled in the current iteration count in the loss; otherwise every segment counts, with its own
 iteration's log-probs as the "old" ones (verl's fully asynchronous mode).
@@ -149,6 +150,7 @@ class PartialStep:
     seconds: float = 0.0  # the sampler's wall time
     steps: int = 0  # the sampler's decoding steps
     row_steps: int = 0  # token slots the sampler computed
+    ended: list[tuple[Group, Trajectory]] = field(default_factory=list)  # trajectories that ended this iteration
 
 
 def partial_rollout_step(
@@ -209,6 +211,7 @@ def partial_rollout_step(
         step.steps += rollouts.stats["steps"]
         step.row_steps += rollouts.stats["row_steps"]
         step.generated_tokens += rollouts.stats["tokens"]
+    step.ended = [(g, t) for g, t in carried + [(g, t) for g in groups for t in g.trajectories] if t.finish_reason]
     buffer.groups.extend(groups)
     step.finished = [g for g in buffer.groups if g.done]
     buffer.groups = [g for g in buffer.groups if not g.done]

@@ -51,7 +51,7 @@ from .config import LOSSES, RLConfig, TaskConfig
 from .device import available_memory
 from .estimators import kl_estimates
 from .groups import per_row
-from .partial import ReplayBuffer, assemble, partial_rollout_step
+from .partial import Group, ReplayBuffer, assemble, partial_rollout_step
 from .policy import check_finite
 from .rewards import length_penalty, overlong_punishment, penalty_weight
 from .rollout import Rollouts, rollout_rewards, sample, token_logprobs
@@ -74,6 +74,8 @@ __all__ = [
     "evaluate_heldout",
     "judged_rewards",
     "heldout_metrics",
+    "heldout_outcomes",
+    "baseline_rows",
     "kl_k3",
     "length_rewards",
     "load_checkpoint",
@@ -85,17 +87,22 @@ __all__ = [
 ]
 
 
-def policy_loss(cfg: RLConfig) -> Callable[..., torch.Tensor]:
+def policy_loss(cfg: RLConfig, group_size: int | None = None) -> Callable[..., torch.Tensor]:
     """The loss ``cfg.loss`` names, its settings bound, chosen once per update:
     ``loss(logprobs, old_logprobs, mask, rewards)`` -> scalar (:mod:`kimi_mini.losses`; k1.5's is ``omd``,
-    report 2.3.2)."""
+    report 2.3.2). Rows share a baseline in blocks of ``group_size`` (default ``cfg.group_size``)."""
+    k = group_size or cfg.group_size
     if cfg.loss == "omd":
-        return functools.partial(losses.omd_loss, group_size=cfg.group_size, tau=cfg.tau)
+        return functools.partial(losses.omd_loss, group_size=k, tau=cfg.tau)
     if cfg.loss == "grpo":
-        return functools.partial(losses.grpo_loss, group_size=cfg.group_size, clip_eps=cfg.clip_eps)
-    return functools.partial(
-        {"reinforce": losses.reinforce_loss, "rest": losses.rest_loss}[cfg.loss], group_size=cfg.group_size
-    )
+        return functools.partial(losses.grpo_loss, group_size=k, clip_eps=cfg.clip_eps)
+    return functools.partial({"reinforce": losses.reinforce_loss, "rest": losses.rest_loss}[cfg.loss], group_size=k)
+
+
+def baseline_rows(cfg: RLConfig, rollouts: Rollouts) -> int:
+    """How many rows share one baseline: a prompt's k responses; with partial rollouts that do not wait for
+    their group (chapter 6), every trajectory that ended this iteration (a batch-mean baseline)."""
+    return len(rollouts) if cfg.partial_rollouts and not cfg.wait_for_group else cfg.group_size
 
 
 def kl_k3(log_ratio: torch.Tensor) -> torch.Tensor:
@@ -115,7 +122,7 @@ def update_policy(policy, rollouts, rewards, cfg: RLConfig, iteration: int = 0, 
     (:func:`backward_in_micro_batches`: less memory, the same step). Returns the last loss; raises
     FloatingPointError if a loss is not finite.
     """
-    loss_fn = policy_loss(cfg)
+    loss_fn = policy_loss(cfg, baseline_rows(cfg, rollouts))
     backward = backward_loss
     if cfg.micro_batch_groups:
         backward = functools.partial(backward_in_micro_batches, groups=cfg.micro_batch_groups)
@@ -256,8 +263,7 @@ def heldout_metrics(policy, tokenizer, cfg: RLConfig, task_cfg=None) -> dict:
     ``answer`` line, the rest being reasoning) and both per difficulty (``eval_accuracy_hard``, ...)."""
     task_cfg = task_cfg or TaskConfig()
     problems = heldout_problems(cfg.eval_problems, cfg.seed, task_cfg)  # never trained on
-    prompts = policy_prompts(problems, tokenizer, cfg.prompt_style)
-    rollouts = sample(policy, tokenizer, prompts, 1, cfg.max_new_tokens, cfg.temperature, seed=cfg.seed)
+    rollouts = _heldout_rollouts(policy, tokenizer, cfg, problems)
     correct = rollout_rewards(problems, rollouts)  # (N,)
     lengths = rollouts.lengths.float().cpu()  # (N,)
     answer = torch.tensor(
@@ -274,6 +280,26 @@ def heldout_metrics(policy, tokenizer, cfg: RLConfig, task_cfg=None) -> dict:
             out[f"eval_accuracy_{level}"] = float(correct[rows].mean())
             out[f"eval_tokens_{level}"] = float(lengths[rows].mean())
     return out
+
+
+def _heldout_rollouts(policy, tokenizer, cfg: RLConfig, problems: list[Problem]) -> Rollouts:
+    """One sample per problem at the run's temperature and token limit, noise seeded by ``cfg.seed``."""
+    prompts = policy_prompts(problems, tokenizer, cfg.prompt_style)
+    return sample(policy, tokenizer, prompts, 1, cfg.max_new_tokens, cfg.temperature, seed=cfg.seed)
+
+
+def heldout_outcomes(policy, tokenizer, cfg: RLConfig, n: int = 512, task_cfg=None) -> dict:
+    """Per-problem results on the ``n`` shared held-out problems (``heldout_problems(n, 0)``, the same for
+    every seed, so runs of different seeds and methods form (seeds, problems) arrays paired by problem for
+    :mod:`kimi_mini.stats`). One sample each at the run's temperature and token limit, noise seeded by
+    ``cfg.seed``. Returns ``correct`` (0/1), ``tokens`` (response length) and ``truncated`` (0/1) lists."""
+    problems = heldout_problems(n, 0, task_cfg or TaskConfig())
+    rollouts = _heldout_rollouts(policy, tokenizer, cfg, problems)
+    return dict(
+        correct=[int(v) for v in rollout_rewards(problems, rollouts).tolist()],
+        tokens=[int(v) for v in rollouts.lengths.tolist()],
+        truncated=[int(reason == "length") for reason in rollouts.finish_reason],
+    )
 
 
 def _answer_tokens(tokenizer, text: str, finish_reason: str) -> int:
@@ -323,16 +349,19 @@ def collect_rollouts(
         carried_rows=step.carried_rows,
         generated_tokens=step.generated_tokens,
         buffer_rows=len(buffer.unfinished()),
+        ended_rows=len(step.ended),
     )
     if pool is not None:
         log.update(_sampled_counts(step.new_problems))
-    if not step.finished:
+    # Whole groups, or (not waiting for the group) each trajectory alone, as a group of one.
+    learn = step.finished if cfg.wait_for_group else [Group(g.problem, g.started, [t], g.index) for g, t in step.ended]
+    if not learn:
         return IterationSamples([], None, log)
-    rollouts = assemble(step.finished, tokenizer, iteration, cfg.temperature, cfg.mask_stale_segments, cfg.prompt_style)
+    rollouts = assemble(learn, tokenizer, iteration, cfg.temperature, cfg.mask_stale_segments, cfg.prompt_style)
     rollouts = rollouts.to(next(policy.parameters()).device)
     log["reused_share"] = float((rollouts.sampled_in[rollouts.mask] < iteration).float().mean())
-    indices = [g.index for g in step.finished] if pool is not None else None  # whenever they started
-    return IterationSamples([g.problem for g in step.finished], rollouts, log, indices)
+    indices = [g.index for g in learn] if pool is not None else None  # whenever they started
+    return IterationSamples([g.problem for g in learn], rollouts, log, indices)
 
 
 def judged_rewards(reward_fn, problems, rollouts) -> torch.Tensor:

@@ -124,3 +124,40 @@ def test_default_repeat_detection_never_stops_a_search_trace():
     for problem in make_problems(1000, seed=3):
         ids = tok(search_trace(problem, rng), add_special_tokens=False)["input_ids"]
         assert find_repeat(ids, 0, c.repeat_block, c.repeat_times) is None, search_trace(problem, rng)
+
+
+def test_without_waiting_each_trajectory_enters_the_loss_once_in_the_iteration_it_ends(tokenizer, tiny_policy):
+    """``PartialStep.ended`` lists exactly the trajectories that ended in that iteration: over several
+    iterations every trajectory of every finished group appears once, in the iteration of its last segment."""
+    policy, c = tiny_policy.eval(), cfg(segment_tokens=6)
+    buffer, seen, finished = ReplayBuffer(), [], []
+    for iteration in range(6):
+        step = partial_rollout_step(policy, tokenizer, buffer, c, iteration, seed=iteration, task_cfg=TASK)
+        assert all(t.finish_reason and t.segments[-1].iteration == iteration for _, t in step.ended)
+        seen += [id(t) for _, t in step.ended]
+        finished += step.finished
+    assert finished, "no group finished in 6 iterations"
+    assert len(seen) == len(set(seen))  # never twice
+    assert {id(t) for g in finished for t in g.trajectories} <= set(seen)
+    assert len(seen) > sum(len(g.trajectories) for g in finished)  # some ended before their group did
+
+
+def test_without_waiting_the_baseline_is_the_batch_mean(tmp_path, tokenizer, tiny_config):
+    from kimi_mini.policy import build_policy
+    from kimi_mini.train import baseline_rows
+
+    torch.manual_seed(0)
+    policy = build_policy(tiny_config, tokenizer)
+    c = cfg(segment_tokens=8, iterations=4, eval_every=100, eval_problems=2, wait_for_group=False)
+    history = train_rl(policy, tokenizer, c, tmp_path, progress=False)
+    assert sum(row["ended_rows"] for row in history) >= 2 * sum(row["finished_groups"] for row in history)
+    rollouts = type("R", (), {"__len__": lambda self: 5})()
+    assert baseline_rows(c, rollouts) == 5 and baseline_rows(cfg(), rollouts) == 2
+    assert baseline_rows(RLConfig(group_size=4, wait_for_group=False), rollouts) == 4  # no partial rollouts
+
+
+@pytest.mark.parametrize("bad", [dict(sampling="uniform"), dict(length_penalty=1.0), dict(micro_batch_groups=1)])
+def test_not_waiting_refuses_settings_that_need_whole_groups(bad):
+    with pytest.raises(ValueError, match=f"RLConfig.{next(iter(bad))} .* wait_for_group = False"):
+        cfg(wait_for_group=False, **bad)
+    cfg(**bad)  # fine when groups are waited for

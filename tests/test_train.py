@@ -151,6 +151,24 @@ def test_heldout_metrics_split_by_difficulty_and_count_answer_tokens(tokenizer, 
     assert all(0 <= m[f"eval_accuracy_{level}"] <= 1 for level in levels)
 
 
+def test_heldout_outcomes_are_per_problem_on_problems_shared_by_every_seed(tokenizer, tiny_config):
+    """Seed 0 and seed 1 answer the same problems (columns pair up for kimi_mini.stats) with their own
+    sampling noise; the lists agree with the rollouts they summarize."""
+    from kimi_mini.rollout import rollout_rewards, sample
+    from kimi_mini.tasks import heldout_problems, policy_prompts
+    from kimi_mini.train import heldout_outcomes
+
+    policy = fresh_policy(tokenizer, tiny_config).eval()
+    a = heldout_outcomes(policy, tokenizer, RLConfig(max_new_tokens=12, seed=0), n=10)
+    b = heldout_outcomes(policy, tokenizer, RLConfig(max_new_tokens=12, seed=1), n=10)
+    problems = heldout_problems(10, 0)
+    again = sample(policy, tokenizer, policy_prompts(problems, tokenizer), 1, 12, 1.0, seed=1)
+    assert b["correct"] == [int(v) for v in rollout_rewards(problems, again).tolist()]
+    assert b["tokens"] == again.lengths.tolist() and a["tokens"] != b["tokens"]
+    assert b["truncated"] == [int(n == 12 and r == "length") for n, r in zip(b["tokens"], again.finish_reason)]
+    assert len(a["correct"]) == len(a["truncated"]) == 10
+
+
 def test_a_checkpoint_from_before_partial_rollouts_still_resumes(tmp_path, tokenizer, tiny_config):
     train_rl(fresh_policy(tokenizer, tiny_config), tokenizer, RLConfig(iterations=1, **SMALL), tmp_path, progress=False)
     meta = json.loads((tmp_path / "checkpoint.json").read_text())
