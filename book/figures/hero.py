@@ -55,7 +55,7 @@ def draw(path: Path) -> None:
     twin.spines.top.set_visible(False)
     right.axhline(stages["warmup"]["eval_accuracy"], color="#999999", lw=1, ls=":")
     right.text(its[0], stages["warmup"]["eval_accuracy"] + 0.02, "warm-up", fontsize=9, color="#777777")
-    right.set_title("RL: accuracy first, then shorter answers", fontsize=10)
+    right.set_title("One RL run: accuracy and response length", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=200)  # 1380 px wide: sharp at the 690 px column on HiDPI screens
     plt.close(fig)
