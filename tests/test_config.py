@@ -41,6 +41,7 @@ INVALID = {
         partial_rollouts=1,
         segment_tokens=0,
         mask_stale_segments="no",
+        wait_for_group="no",
         repeat_times=-1,
         repeat_block=1,
         repeat_penalty=-0.5,
