@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 export KIMI_MINI_THREADS ?= 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: setup browser-deps book notebooks test test-unit test-notebooks lint format warmup clean
+.PHONY: setup browser-deps book notebooks test test-unit test-notebooks lint format warmup warmup-controls clean
 
 setup: $(STAMP)
 
@@ -66,6 +66,12 @@ notebooks: setup
 # Regenerate the shipped warm-up policy (about 20 minutes on one CPU thread).
 warmup: setup
 	$(BIN)/kimi-mini warmup --threads 1 --out kimi_mini/checkpoints/warmup-cpu-tiny --replace-shipped
+
+# Chapter 5's two control warm-ups (searches only; searches that stop at their first candidate), 45 minutes.
+warmup-controls: setup
+	for p in cpu-tiny-search-only cpu-tiny-first-candidate; do \
+	  $(BIN)/kimi-mini warmup --preset $$p --threads 1 --out kimi_mini/checkpoints/warmup-$$p --replace-shipped || exit 1; \
+	done
 
 clean:
 	rm -rf _build

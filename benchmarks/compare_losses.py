@@ -52,6 +52,8 @@ def run_one(
     overrides: dict | None = None,
     policy_dir: str | None = None,
     final_problems: int = 0,
+    final_budget: int | None = None,
+    cut_at: tuple[int, ...] = (),
 ) -> dict:
     set_threads(1)
     policy, tokenizer = load_warmup_policy("cpu", policy_dir) if policy_dir else load_warmup_policy()
@@ -61,7 +63,9 @@ def run_one(
         history = train_rl(policy, tokenizer, cfg, run_dir, progress=False)
     record = dict(loss=loss, seed=seed, overrides=overrides or {}, seconds=time.perf_counter() - start)
     if final_problems:
-        record["final"] = heldout_outcomes(policy, tokenizer, cfg, final_problems)
+        record["final"] = heldout_outcomes(
+            policy, tokenizer, cfg, final_problems, max_new_tokens=final_budget, cut_at=cut_at
+        )
     return dict(record, history=history)
 
 

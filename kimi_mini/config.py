@@ -22,6 +22,7 @@ __all__ = [
     "SampleConfig",
     "RLConfig",
     "LOSSES",
+    "SEARCH_STYLES",
     "Config",
     "PRESETS",
     "get_preset",
@@ -32,6 +33,10 @@ __all__ = [
     "part",
     "Validated",
 ]
+
+#: Warm-up search styles (:attr:`TaskConfig.search_style`): a search that backtracks, or one that stops at
+#: its first candidate (chapter 5's control for whether RL can lengthen a search on its own).
+SEARCH_STYLES = ("backtrack", "first")
 
 
 def option(default: Any, doc: str, *, lo=None, hi=None, lo_open=False, choices=None, optional=False):
@@ -114,6 +119,12 @@ class TaskConfig(Validated):
     max_number: int = option(5, "Largest number in a problem (single digits keep the trace short).", lo=1, hi=9)
     guess_fraction: float = option(
         0.5, "Share of warm-up examples that answer with a short guess instead of searching.", lo=0.0, hi=1.0
+    )
+    search_style: str = option(
+        "backtrack",
+        "How warm-up searches run: 'backtrack' tries candidates until one hits (search_trace); 'first' checks "
+        "one candidate and answers with it, hit or miss (first_candidate_trace).",
+        choices=SEARCH_STYLES,
     )
 
     def _check_combinations(self) -> None:
@@ -368,6 +379,10 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "cpu-tiny": {},
     # 2.4 times fewer parameters (0.28M): the smaller policy of chapter 5's size comparison.
     "cpu-small": {"model": dict(hidden_size=96, num_layers=3, num_heads=4, intermediate_size=192)},
+    # Chapter 5's controls for mode choice: warm-ups with no guesses (searches only), and with searches
+    # that stop at their first candidate (no backtracking); same policy, steps and data stream otherwise.
+    "cpu-tiny-search-only": {"task": dict(guess_fraction=0.0)},
+    "cpu-tiny-first-candidate": {"task": dict(guess_fraction=0.0, search_style="first")},
     # The same code, bigger: a 25M-parameter policy, numbers up to 9, a 2k-token context.
     "gpu": {
         "task": dict(max_number=9),

@@ -18,7 +18,7 @@ __all__ = [
     "check_ppo_clip",
     "check_omd_loss",
     "check_find_repeat",
-    "check_line_fit",
+    "check_mode_split",
     "check_length_penalty",
     "check_prioritized_weights",
     "check_overlong_reward",
@@ -234,23 +234,44 @@ def check_find_repeat(fn: Callable, n: int = 300, seed: int = 0) -> str:
     return f"All {n} checks passed."
 
 
-def check_line_fit(fn: Callable, n: int = 50, seed: int = 0) -> str:
-    """Chapter 5: ``fn(lengths, accuracies)`` must return the least-squares ``(slope, intercept)``.
+def _mode_split_reference(searched_before, correct_before, searched_after, correct_after) -> tuple[float, float]:
+    import numpy as np
 
-    Compared with ``numpy.polyfit(lengths, accuracies, 1)`` to 1e-8 on random data, including lengths in
-    the hundreds and a handful of points."""
+    sb, cb = np.asarray(searched_before, bool), np.asarray(correct_before, float)
+    sa, ca = np.asarray(searched_after, bool), np.asarray(correct_after, float)
+    mode, within = 0.0, 0.0
+    for before_rows, after_rows in ((sb, sa), (~sb, ~sa)):
+        share_before, share_after = before_rows.mean(), after_rows.mean()
+        acc_before, acc_after = cb[before_rows].mean(), ca[after_rows].mean() if after_rows.any() else 0.0
+        mode += (share_after - share_before) * acc_before
+        within += share_after * (acc_after - acc_before)
+    return float(mode), float(within)
+
+
+def check_mode_split(fn: Callable, n: int = 100, seed: int = 0) -> str:
+    """Chapter 5: ``fn(searched_before, correct_before, searched_after, correct_after)`` (0/1 per response,
+    before and after RL) must return ``(mode_shift, within_mode)``: with p_m the share of responses in mode m
+    (search or not) and a_m its accuracy, ``mode_shift = sum_m (p'_m - p_m) a_m`` and
+    ``within_mode = sum_m p'_m (a'_m - a_m)``, which add up to the change in accuracy. Both modes occur
+    before RL in every case; after RL one may be gone. Compared to 1e-9 on random cases."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    for _ in range(n):
-        x = rng.uniform(10, 500, size=int(rng.integers(3, 30)))
-        y = 0.3 + 0.001 * x + rng.normal(0, 0.05, size=x.size)
-        expected = np.polyfit(x, y, 1)
-        got = np.asarray(fn(list(x), list(y)), dtype=float)
-        assert got.shape == (2,) and np.allclose(got, expected, atol=1e-8, rtol=1e-6), (
-            f"{x.size} points: got slope, intercept {got}, expected {expected}"
-        )
-    return f"All {n} checks passed."
+    for i in range(n):
+        m = int(rng.integers(20, 400))
+        sb = rng.random(m) < rng.uniform(0.2, 0.8)
+        sb[:2] = (True, False)
+        cb = rng.random(m) < np.where(sb, 0.9, 0.15)
+        sa = rng.random(m) < (1.0 if i % 10 == 0 else rng.uniform(0.3, 1.0))
+        ca = rng.random(m) < np.where(sa, 0.95, 0.2)
+        args = [x.astype(int).tolist() for x in (sb, cb, sa, ca)]
+        expected = _mode_split_reference(*args)
+        got = tuple(float(v) for v in fn(*args))
+        if not np.allclose(got, expected, atol=1e-9, rtol=0):
+            return f"Case {i}: expected (mode_shift, within_mode) = {expected}, got {got}."
+        total = float(np.mean(ca) - np.mean(cb))
+        assert abs(sum(expected) - total) < 1e-9  # the two terms add up to the change in accuracy
+    return f"All {n} cases match: the two terms add up to the change in accuracy."
 
 
 def check_length_penalty(fn: Callable, n: int = 200, seed: int = 0) -> str:

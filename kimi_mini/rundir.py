@@ -43,7 +43,10 @@ __all__ = [
 #: The checkpoints that ship with the package (read-only to every command).
 SHIPPED_DIR = Path(__file__).parent / "checkpoints"
 #: The shipped warm-up policy of each preset that has one.
-SHIPPED_WARMUPS = {"cpu-tiny": SHIPPED_DIR / "warmup-cpu-tiny", "cpu-small": SHIPPED_DIR / "warmup-cpu-small"}
+SHIPPED_WARMUPS = {
+    name: SHIPPED_DIR / f"warmup-{name}"
+    for name in ("cpu-tiny", "cpu-small", "cpu-tiny-search-only", "cpu-tiny-first-candidate")
+}
 
 
 def is_shipped(path: str | Path) -> bool:

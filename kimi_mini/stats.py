@@ -5,7 +5,7 @@ interval. Two kinds:
 
 - :func:`binomial_interval`: k successes in n independent trials (Wilson's score interval), for one run
   evaluated once on n problems.
-- :func:`bootstrap_interval` and :func:`difference_interval`: a hierarchical bootstrap over seeds and
+- :func:`bootstrap_interval`, :func:`difference_interval` and :func:`ratio_interval`: a hierarchical bootstrap over seeds and
   problems. ``values`` is (S, N): one row per training seed, one column per held-out problem (the same
   problems for every seed). Each resample draws S seeds with replacement and, independently, N problems with
   replacement, so the interval carries both sources of variation: the run-to-run spread of training and the
@@ -27,7 +27,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Interval", "binomial_interval", "bootstrap_interval", "difference_interval"]
+__all__ = [
+    "Interval",
+    "binomial_interval",
+    "bootstrap_interval",
+    "difference_interval",
+    "ratio_interval",
+    "same_runs_ratio_difference",
+]
 
 # Normal quantiles for the levels the book uses (scipy is not a dependency).
 _Z = {0.90: 1.6448536269514722, 0.95: 1.959963984540054, 0.99: 2.5758293035489004}
@@ -126,3 +133,47 @@ def difference_interval(a, b, level: float = 0.95, resamples: int = 2000, seed: 
     cols = rng.integers(0, a.shape[1], size=(resamples, a.shape[1]))  # (R, N), shared by a and b
     draws = _resampled_means(a, rng, resamples, cols) - _resampled_means(b, rng, resamples, cols)  # (R,)
     return _percentile_interval(a.mean() - b.mean(), draws, level)
+
+
+def _ratio_draws(num: np.ndarray, den: np.ndarray, seeds: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """sum(num) / sum(den) on each resample: ``seeds`` (R, S) and ``cols`` (R, N) index the same cells."""
+    per_seed_num = np.stack([num[:, c].sum(axis=1) for c in cols])  # (R, S)
+    per_seed_den = np.stack([den[:, c].sum(axis=1) for c in cols])  # (R, S)
+    totals_num = np.take_along_axis(per_seed_num, seeds, axis=1).sum(axis=1)  # (R,)
+    return totals_num / np.take_along_axis(per_seed_den, seeds, axis=1).sum(axis=1)
+
+
+def ratio_interval(numerator, denominator, level: float = 0.95, resamples: int = 2000, seed: int = 0) -> Interval:
+    """Bootstrap interval of ``sum(numerator) / sum(denominator)``: for example correct answers per token.
+
+    Both are (S, N) arrays over the same seeds and problems (or (N,)); each resample draws seeds and
+    problems as :func:`bootstrap_interval` does and takes the same cells of both, so the ratio of totals is
+    resampled as a whole (a ratio of two means is not the mean of per-problem ratios).
+    """
+    num, den = _as_runs(numerator), _as_runs(denominator)
+    if num.shape != den.shape:
+        raise ValueError(f"numerator and denominator must have the same shape, got {num.shape} and {den.shape}")
+    rng = np.random.default_rng(seed)
+    S, N = num.shape
+    cols = rng.integers(0, N, size=(resamples, N))  # (R, N)
+    seeds = rng.integers(0, S, size=(resamples, S))  # (R, S)
+    return _percentile_interval(num.sum() / den.sum(), _ratio_draws(num, den, seeds, cols), level)
+
+
+def same_runs_ratio_difference(
+    num_a, den_a, num_b, den_b, level: float = 0.95, resamples: int = 2000, seed: int = 0
+) -> Interval:
+    """Interval of ``sum(num_a) / sum(den_a) - sum(num_b) / sum(den_b)`` when a and b are two readings of
+    the *same* runs (for example one policy's responses scored under two token limits): seeds and problems
+    are resampled once for both, so what a and b share cancels. For independent runs use
+    :func:`difference_interval` on per-problem values instead."""
+    arrays = [_as_runs(x) for x in (num_a, den_a, num_b, den_b)]
+    if len({a.shape for a in arrays}) != 1:
+        raise ValueError(f"all four arrays must have the same shape, got {[a.shape for a in arrays]}")
+    rng = np.random.default_rng(seed)
+    S, N = arrays[0].shape
+    cols = rng.integers(0, N, size=(resamples, N))  # (R, N)
+    seeds = rng.integers(0, S, size=(resamples, S))  # (R, S)
+    na, da, nb, db = arrays
+    draws = _ratio_draws(na, da, seeds, cols) - _ratio_draws(nb, db, seeds, cols)  # (R,)
+    return _percentile_interval(na.sum() / da.sum() - nb.sum() / db.sum(), draws, level)

@@ -47,7 +47,10 @@ __all__ = [
     "policy_prompts",
     "search_trace",
     "guess_trace",
+    "first_candidate_trace",
     "warmup_example",
+    "TraceCounts",
+    "trace_counts",
     "answer_line",
     "extract_answer",
     "verify",
@@ -211,11 +214,73 @@ def guess_trace(problem: Problem, rng: random.Random) -> str:
     return ANSWER_PREFIX + expression
 
 
+def first_candidate_trace(problem: Problem, rng: random.Random) -> str:
+    """A search that stops at its first candidate: one random pair and two random operations, computed and
+    checked against the target like a :func:`search_trace` try, then answered whether it hit or not.
+
+    It writes the same steps as a search but never backtracks, so a policy warmed up on it can answer
+    longer only if RL teaches it to try again (chapter 5)::
+
+        4 3 5 -> 17
+        4+3=7: 7*5=35 vs 17
+        answer (4+3)*5
+    """
+    x, y, z = rng.choice(_pairs(problem.numbers))
+    op1, op2 = rng.choice(OPS), rng.choice(OPS)
+    p = apply_op(x, op1, y)
+    value = apply_op(p, op2, z)
+    mark = "!" if value == problem.target else ""
+    return f"{x}{op1}{y}={p}: {p}{op2}{z}={value} vs {problem.target}{mark}\n{ANSWER_PREFIX}({x}{op1}{y}){op2}{z}"
+
+
 def warmup_example(problem: Problem, rng: random.Random, cfg: TaskConfig = TaskConfig()) -> tuple[str, str]:
-    """``(prompt, response)`` for SFT: a search trace, or with probability ``guess_fraction`` a guess."""
+    """``(prompt, response)`` for SFT: a search trace (:func:`search_trace`, or :func:`first_candidate_trace`
+    when ``cfg.search_style == "first"``), or with probability ``guess_fraction`` a guess."""
     guess = rng.random() < cfg.guess_fraction
-    response = guess_trace(problem, rng) if guess else search_trace(problem, rng)
+    if guess:
+        response = guess_trace(problem, rng)
+    elif cfg.search_style == "first":
+        response = first_candidate_trace(problem, rng)
+    else:
+        response = search_trace(problem, rng)
     return prompt_text(problem), response
+
+
+#: A try inside a response: ``value op z = result`` after the pair's ``:`` or a previous try's ``,``.
+_TRY_RE = re.compile(r"(?::|,) -?[0-9]+[-+*][0-9]=-?[0-9]+")
+
+
+@dataclass(frozen=True)
+class TraceCounts:
+    """What a response did before answering (the grammar of :func:`search_trace`).
+
+    ``candidates``: full expressions computed (tries); ``checks``: results compared with the target
+    (``vs``); ``backtracks``: partial solutions (a pair and its first operation) abandoned, i.e. lines
+    ending in ``.``; ``pairs``: partial solutions opened (lines with ``:``).
+    """
+
+    candidates: int
+    checks: int
+    backtracks: int
+    pairs: int
+
+    @property
+    def searched(self) -> bool:
+        """Whether the response tried at least one candidate before answering (not a bare guess)."""
+        return self.candidates > 0
+
+
+def trace_counts(response: str) -> TraceCounts:
+    """Count the tries, checks, backtracks and opened pairs of a response (:class:`TraceCounts`). Never raises."""
+    if not isinstance(response, str):
+        return TraceCounts(0, 0, 0, 0)
+    lines = [line.strip(" \t\r") for line in response.split("\n")]
+    return TraceCounts(
+        candidates=len(_TRY_RE.findall(response)),
+        checks=response.count(" vs "),
+        backtracks=sum(line.endswith(".") and ":" in line for line in lines),
+        pairs=sum(":" in line for line in lines),
+    )
 
 
 def answer_line(response: str) -> str | None:

@@ -39,7 +39,7 @@ import functools
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -54,10 +54,18 @@ from .groups import per_row
 from .partial import Group, ReplayBuffer, assemble, partial_rollout_step
 from .policy import check_finite
 from .rewards import length_penalty, overlong_punishment, penalty_weight
-from .rollout import Rollouts, rollout_rewards, sample, token_logprobs
+from .rollout import Rollouts, response_text, rollout_rewards, sample, token_logprobs
 from .rundir import check_file, read_json, remove_leftovers, run_lock, sha256_of, write_atomically
 from .sampling import ProblemPool, guessable, iteration_problems
-from .tasks import DIFFICULTIES, SEED_STRIDE, Problem, heldout_problems, make_problems, policy_prompts
+from .tasks import (
+    DIFFICULTIES,
+    SEED_STRIDE,
+    Problem,
+    heldout_problems,
+    make_problems,
+    policy_prompts,
+    trace_counts,
+)
 
 __all__ = [
     "RLConfig",
@@ -288,18 +296,57 @@ def _heldout_rollouts(policy, tokenizer, cfg: RLConfig, problems: list[Problem])
     return sample(policy, tokenizer, prompts, 1, cfg.max_new_tokens, cfg.temperature, seed=cfg.seed)
 
 
-def heldout_outcomes(policy, tokenizer, cfg: RLConfig, n: int = 512, task_cfg=None) -> dict:
+def heldout_outcomes(
+    policy,
+    tokenizer,
+    cfg: RLConfig,
+    n: int = 512,
+    task_cfg=None,
+    max_new_tokens: int | None = None,
+    cut_at: tuple[int, ...] = (),
+) -> dict:
     """Per-problem results on the ``n`` shared held-out problems (``heldout_problems(n, 0)``, the same for
     every seed, so runs of different seeds and methods form (seeds, problems) arrays paired by problem for
-    :mod:`kimi_mini.stats`). One sample each at the run's temperature and token limit, noise seeded by
-    ``cfg.seed``. Returns ``correct`` (0/1), ``tokens`` (response length) and ``truncated`` (0/1) lists."""
+    :mod:`kimi_mini.stats`). One sample each at the run's temperature and token limit (``max_new_tokens``
+    overrides the limit), noise seeded by ``cfg.seed``. Returns lists: ``correct`` (0/1), ``tokens``
+    (response length), ``truncated`` (0/1) and the response's :func:`~kimi_mini.tasks.trace_counts`
+    (``candidates``, ``checks``, ``backtracks``).
+
+    ``cut_at``: smaller limits B at which to score the same responses too, as ``correct_at[str(B)]``. The
+    sampler draws every row's noise at every step, so the response limit B would give is this response
+    cut at B tokens (:func:`cut_responses`): one long sample scores a policy at every smaller budget, with
+    ``tokens`` ``min(tokens, B)`` and ``truncated`` wherever ``tokens > B``.
+    """
     problems = heldout_problems(n, 0, task_cfg or TaskConfig())
+    if max_new_tokens is not None:
+        cfg = replace(cfg, max_new_tokens=max_new_tokens)
     rollouts = _heldout_rollouts(policy, tokenizer, cfg, problems)
-    return dict(
+    counts = [trace_counts(text) for text in rollouts.texts]
+    out = dict(
         correct=[int(v) for v in rollout_rewards(problems, rollouts).tolist()],
         tokens=[int(v) for v in rollouts.lengths.tolist()],
         truncated=[int(reason == "length") for reason in rollouts.finish_reason],
+        candidates=[c.candidates for c in counts],
+        checks=[c.checks for c in counts],
+        backtracks=[c.backtracks for c in counts],
     )
+    if cut_at:
+        out["correct_at"] = {
+            str(b): [int(v) for v in rollout_rewards(problems, cut_responses(rollouts, tokenizer, b)).tolist()]
+            for b in cut_at
+        }
+    return out
+
+
+def cut_responses(rollouts: Rollouts, tokenizer, budget: int) -> Rollouts:
+    """The responses as a limit of ``budget`` tokens would have ended them: each cut after ``budget`` tokens
+    (finish reason ``"length"``), texts decoded again. Only ``texts``, ``finish_reason`` and the masks change."""
+    lengths = rollouts.lengths.clamp(max=budget)  # (B,)
+    reasons = [r if n <= budget else "length" for r, n in zip(rollouts.finish_reason, rollouts.lengths.tolist())]
+    ids = rollouts.response_ids.tolist()
+    texts = [response_text(tokenizer, row[:n], r) for row, n, r in zip(ids, lengths.tolist(), reasons)]
+    mask = torch.arange(rollouts.mask.shape[1], device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)  # (B, T)
+    return replace(rollouts, texts=texts, finish_reason=reasons, mask=mask, loss_mask=mask)
 
 
 def _answer_tokens(tokenizer, text: str, finish_reason: str) -> int:

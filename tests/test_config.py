@@ -7,7 +7,7 @@ from kimi_mini.recipe import Long2ShortConfig, RecipeConfig
 
 # One invalid value per field; the test below fails if a field is added without an entry here.
 INVALID = {
-    TaskConfig: dict(min_number=-1, max_number=10, guess_fraction=1.5),
+    TaskConfig: dict(min_number=-1, max_number=10, guess_fraction=1.5, search_style="beam"),
     ModelConfig: dict(hidden_size=4, num_layers=0, num_heads=0, intermediate_size=2, max_positions=8, name_or_path=3),
     SFTConfig: dict(
         steps=0,

@@ -99,16 +99,6 @@ def test_sequence_logprob_check(tiny_policy, tokenizer):
         check_sequence_logprob(lambda m, t, p, ids: _chain_rule(m, t, p, ids) / len(ids), policy, tokenizer, n=3)
 
 
-def test_line_fit_check():
-    import numpy as np
-
-    from kimi_mini.exercises import check_line_fit
-
-    assert check_line_fit(lambda x, y: tuple(np.polyfit(x, y, 1))).startswith("All 50")
-    with pytest.raises(AssertionError):  # through the origin
-        check_line_fit(lambda x, y: (float(np.dot(x, y) / np.dot(x, x)), 0.0))
-
-
 def _loop_penalty(lengths, correct, k, batch_wide=False, wrong_gets_lambda=False):
     out = []
     for start in range(0, len(lengths), k):
@@ -212,3 +202,25 @@ def test_judge_target_check_accepts_the_package_and_rejects_near_misses():
     for wrong in (value_only, unsorted):
         with pytest.raises(AssertionError):
             check_judge_target(wrong)
+
+
+def test_mode_split_check():
+    import numpy as np
+
+    from kimi_mini.exercises import _mode_split_reference, check_mode_split
+
+    assert check_mode_split(_mode_split_reference).startswith("All 100")
+
+    # the classic mistake: weight the accuracy change by the shares before RL, not after
+    def before_weights(sb, cb, sa, ca):
+        sb, cb, sa, ca = (np.asarray(x) for x in (sb, cb, sa, ca))
+        s, g = sb == 1, sb == 0
+        mode = (sa.mean() - s.mean()) * cb[s].mean() + ((1 - sa).mean() - g.mean()) * cb[g].mean()
+        acc_s, acc_g = ca[sa == 1].mean(), ca[sa == 0].mean() if (sa == 0).any() else 0.0
+        return mode, s.mean() * (acc_s - cb[s].mean()) + g.mean() * (acc_g - cb[g].mean())
+
+    assert check_mode_split(before_weights).startswith("Case")
+    # half right searches and half wrong guesses -> all right searches: the whole gain is mode shift
+    searched = [1, 1, 0, 0] * 5
+    mode, within = _mode_split_reference(searched, searched, [1] * 20, [1] * 20)
+    assert abs(mode - 0.5) < 1e-12 and abs(within) < 1e-12

@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from kimi_mini.stats import Interval, binomial_interval, bootstrap_interval, difference_interval
+from kimi_mini.stats import (
+    Interval,
+    binomial_interval,
+    bootstrap_interval,
+    difference_interval,
+    ratio_interval,
+    same_runs_ratio_difference,
+)
 
 
 def test_wilson_interval_matches_known_values():
@@ -61,3 +68,38 @@ def test_bad_input_is_rejected_with_the_rule():
         difference_interval(np.ones((3, 10)), np.ones((3, 11)))
     with pytest.raises(ValueError, match="seeds, problems"):
         bootstrap_interval(np.ones((2, 2, 2)))
+
+
+def test_ratio_interval_is_a_ratio_of_totals_and_covers_it():
+    rng = np.random.default_rng(3)
+    tokens = rng.integers(20, 400, size=(3, 512))  # (S, N): long responses are the wrong ones below
+    correct = rng.random((3, 512)) < np.where(tokens < 200, 0.9, 0.3)
+    iv = ratio_interval(correct, tokens)
+    assert iv.mean == pytest.approx(correct.sum() / tokens.sum())
+    assert iv.mean != pytest.approx(np.mean(correct / tokens))  # not the mean of per-problem ratios
+    assert iv.lo < iv.mean < iv.hi and (iv.hi - iv.lo) < 0.3 * iv.mean
+    covered = 0
+    for i in range(30):
+        t = rng.integers(20, 400, size=(3, 512))
+        c = rng.random((3, 512)) < 0.5
+        truth = 0.5 / 209.5  # E[correct] / E[tokens]: tokens uniform on 20..399
+        covered += ratio_interval(c, t, resamples=400, seed=i).excludes(truth) is False
+    assert covered >= 25
+    with pytest.raises(ValueError, match="same shape"):
+        ratio_interval(correct, tokens[:, :10])
+
+
+def test_same_runs_ratio_difference_cancels_what_the_readings_share():
+    rng = np.random.default_rng(4)
+    tokens = rng.integers(20, 400, size=(3, 512))  # (S, N): one sample per problem
+    correct = rng.random((3, 512)) < 0.7
+    short = np.minimum(tokens, 350)  # the same responses read under a 350-token limit
+    correct_short = correct & (tokens <= 350)
+    paired = same_runs_ratio_difference(1000 * correct, tokens, 1000 * correct_short, short)
+    assert paired.mean == pytest.approx(1000 * (correct.sum() / tokens.sum() - correct_short.sum() / short.sum()))
+    # per 1,000 tokens 3.32 [3.12, 3.52] and 2.91 [2.68, 3.13] overlap; the paired 0.41 [0.33, 0.50] does not
+    a, b = ratio_interval(1000 * correct, tokens), ratio_interval(1000 * correct_short, short)
+    assert a.lo < b.hi and b.lo < a.hi and paired.excludes(0)
+    assert not same_runs_ratio_difference(correct, tokens, correct, tokens).excludes(0)
+    with pytest.raises(ValueError, match="same shape"):
+        same_runs_ratio_difference(correct, tokens, correct_short, short[:, :5])

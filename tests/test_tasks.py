@@ -14,12 +14,14 @@ from kimi_mini.tasks import (
     answer_line,
     difficulty_of,
     extract_answer,
+    first_candidate_trace,
     guess_trace,
     make_problem,
     make_problems,
     prompt_text,
     reward,
     search_trace,
+    trace_counts,
     verify,
     warmup_example,
 )
@@ -248,3 +250,47 @@ def test_the_property_test_sees_accepted_answers():
 
     problem, response = find(answer_responses(), lambda case: verify(*case) == 1)
     assert _written_value(response, problem.numbers) == problem.target
+
+
+def test_first_candidate_trace_checks_one_candidate_and_answers_it():
+    rng = random.Random(0)
+    hits = 0
+    for p in make_problems(400, seed=5):
+        trace = first_candidate_trace(p, rng)
+        counts = trace_counts(trace)
+        assert (counts.candidates, counts.checks, counts.backtracks, counts.pairs) == (1, 1, 0, 1), trace
+        first, answer = trace.split("\n")
+        pair, attempt = first.split(": ")  # "x op1 y=p" and "p op2 z=value vs target"
+        expression = f"({pair.split('=')[0]}){attempt[len(pair.split('=')[1]) :].split('=')[0]}"
+        assert answer == f"answer {expression}", trace  # it answers the candidate it checked
+        assert verify(p, trace) == first.endswith("!"), trace  # the mark says whether it hit
+        hits += verify(p, trace)
+    # a random candidate hits about as often as a random guess: 1 to 27 of the 27 expressions
+    assert 0.05 < hits / 400 < 0.3
+
+
+def test_trace_counts_reads_the_search_grammar():
+    trace = "2+1=3: 3+5=8 vs 10, 3-5=-2 vs 10, 3*5=15 vs 10.\n2*1=2: 2+5=7 vs 10, 2*5=10 vs 10!\nanswer (2*1)*5"
+    counts = trace_counts(trace)
+    assert (counts.candidates, counts.checks, counts.backtracks, counts.pairs) == (5, 5, 1, 2) and counts.searched
+    unchecked = trace_counts("4*3=12: 12+5=17, 12-5=7\nanswer (4*3)+5")  # tries without comparing to the target
+    assert (unchecked.candidates, unchecked.checks) == (2, 0)
+    assert not trace_counts("answer (4*3)+5").searched and not trace_counts(None).searched
+    rng = random.Random(1)
+    for p in make_problems(200, seed=2):  # a search's tries: every candidate checked, one line per pair
+        c = trace_counts(search_trace(p, rng))
+        assert c.candidates == c.checks >= 1 and c.backtracks == c.pairs - 1
+
+
+def test_warmup_search_styles_and_the_default_stream():
+    rng_a, rng_b = random.Random(3), random.Random(3)
+    default = [warmup_example(p, rng_a)[1] for p in make_problems(50, 0)]
+    explicit = [warmup_example(p, rng_b, TaskConfig(search_style="backtrack"))[1] for p in make_problems(50, 0)]
+    assert default == explicit  # the shipped warm-up's data stream is unchanged
+    rng = random.Random(4)
+    first = [
+        warmup_example(p, rng, TaskConfig(guess_fraction=0.0, search_style="first"))[1] for p in make_problems(300, 0)
+    ]
+    assert all(trace_counts(r).candidates == 1 for r in first)
+    only = [warmup_example(p, rng, TaskConfig(guess_fraction=0.0))[1] for p in make_problems(300, 0)]
+    assert all(verify(p, r) for p, r in zip(make_problems(300, 0), only))

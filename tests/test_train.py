@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from kimi_mini.policy import build_policy
+from kimi_mini.tasks import trace_counts
 from kimi_mini.train import RLConfig, load_checkpoint, train_rl
 
 TIMING = {"rollout_seconds", "train_seconds", "tokens_per_second"}
@@ -167,6 +168,26 @@ def test_heldout_outcomes_are_per_problem_on_problems_shared_by_every_seed(token
     assert b["tokens"] == again.lengths.tolist() and a["tokens"] != b["tokens"]
     assert b["truncated"] == [int(n == 12 and r == "length") for n, r in zip(b["tokens"], again.finish_reason)]
     assert len(a["correct"]) == len(a["truncated"]) == 10
+    assert b["candidates"] == [trace_counts(t).candidates for t in again.texts]
+    assert b["checks"] == [trace_counts(t).checks for t in again.texts]
+    assert b["backtracks"] == [trace_counts(t).backtracks for t in again.texts]
+
+
+def test_an_outcome_at_a_smaller_budget_is_the_longer_sample_cut_there(tokenizer, tiny_config):
+    """Every row draws noise at every step, so the response under limit B is the longer response cut at
+    B: chapter 5 reads a policy's accuracy at every evaluation budget off one long sample."""
+    from kimi_mini.train import heldout_outcomes
+
+    policy = fresh_policy(tokenizer, tiny_config).eval()
+    cfg = RLConfig(max_new_tokens=8, seed=3)
+    long = heldout_outcomes(policy, tokenizer, cfg, n=24, max_new_tokens=40, cut_at=(8, 20))
+    short = heldout_outcomes(policy, tokenizer, cfg, n=24)  # the run's own limit: 8
+    assert short["tokens"] == [min(n, 8) for n in long["tokens"]]
+    assert short["truncated"] == [int(n > 8 or t) for n, t in zip(long["tokens"], long["truncated"])]
+    assert short["correct"] == long["correct_at"]["8"]
+    assert any(n > 8 for n in long["tokens"]) and any(n <= 8 for n in long["tokens"])  # both cases occur
+    mid = heldout_outcomes(policy, tokenizer, cfg, n=24, max_new_tokens=20)
+    assert mid["correct"] == long["correct_at"]["20"] and mid["tokens"] == [min(n, 20) for n in long["tokens"]]
 
 
 def test_a_checkpoint_from_before_partial_rollouts_still_resumes(tmp_path, tokenizer, tiny_config):

@@ -16,10 +16,40 @@ def test_weights_match_the_recorded_hash():
     assert sha256_of(WARMUP_DIR / "model.safetensors") == METRICS["sha256"]
 
 
-def test_recorded_settings_are_the_cpu_tiny_preset():
+def recorded_config_matches(recorded: dict, preset: str) -> bool:
+    """The settings in a policy's metrics.json are the preset's; a field added after the policy was
+    trained (TaskConfig.search_style) is absent there and must be at its default, which is what ran."""
     from dataclasses import asdict
 
-    assert METRICS["config"] == json.loads(json.dumps(asdict(get_preset("cpu-tiny"))))
+    expected = json.loads(json.dumps(asdict(get_preset(preset))))
+    defaults = json.loads(json.dumps(asdict(get_preset("cpu-tiny"))))
+    for part, values in expected.items():
+        for key, value in values.items():
+            if recorded[part].get(key, defaults[part][key]) != value:
+                return False
+    return all(set(recorded[part]) <= set(expected[part]) for part in recorded)
+
+
+def test_recorded_settings_are_the_cpu_tiny_preset():
+    assert recorded_config_matches(METRICS["config"], "cpu-tiny")
+    assert not recorded_config_matches(METRICS["config"], "cpu-small")
+
+
+@pytest.mark.parametrize("preset", ["cpu-tiny-search-only", "cpu-tiny-first-candidate"])
+def test_the_control_warmups_of_chapter_5_ship_with_their_presets(preset):
+    """Chapter 5's two warm-ups without guesses: their recorded settings, weights and behaviour."""
+    from kimi_mini.rundir import SHIPPED_WARMUPS
+
+    path = SHIPPED_WARMUPS[preset]
+    metrics = json.loads((path / "metrics.json").read_text())
+    assert recorded_config_matches(metrics["config"], preset)
+    assert sha256_of(path / "model.safetensors") == metrics["sha256"]
+    ev = metrics["eval"]["all"]
+    assert ev["searched"] == 1.0  # no bare guesses left
+    if preset == "cpu-tiny-first-candidate":  # one candidate, then the answer: about a guess's accuracy
+        assert ev["mean_tokens"] < 40 and ev["accuracy"] < 0.2
+    else:  # every response searches to the end, as the shipped warm-up's searches do
+        assert ev["accuracy"] > 0.85
 
 
 def test_loads_as_a_policy():
