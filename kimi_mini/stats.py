@@ -33,6 +33,7 @@ __all__ = [
     "bootstrap_interval",
     "difference_interval",
     "ratio_interval",
+    "ratio_difference_interval",
     "same_runs_ratio_difference",
 ]
 
@@ -176,4 +177,25 @@ def same_runs_ratio_difference(
     seeds = rng.integers(0, S, size=(resamples, S))  # (R, S)
     na, da, nb, db = arrays
     draws = _ratio_draws(na, da, seeds, cols) - _ratio_draws(nb, db, seeds, cols)  # (R,)
+    return _percentile_interval(na.sum() / da.sum() - nb.sum() / db.sum(), draws, level)
+
+
+def ratio_difference_interval(
+    num_a, den_a, num_b, den_b, level: float = 0.95, resamples: int = 2000, seed: int = 0
+) -> Interval:
+    """Interval of ``sum(num_a) / sum(den_a) - sum(num_b) / sum(den_b)`` for two methods' independent runs
+    on the same problems: as :func:`difference_interval`, the problems are resampled once for both (paired
+    by problem) and each method's seeds separately. For two readings of the same runs use
+    :func:`same_runs_ratio_difference`."""
+    na, da, nb, db = (_as_runs(x) for x in (num_a, den_a, num_b, den_b))
+    if na.shape != da.shape or nb.shape != db.shape or na.shape[1] != nb.shape[1]:
+        raise ValueError(
+            f"num and den must have the same shape and both methods the same problems, got "
+            f"{[x.shape for x in (na, da, nb, db)]}"
+        )
+    rng = np.random.default_rng(seed)
+    cols = rng.integers(0, na.shape[1], size=(resamples, na.shape[1]))  # (R, N), shared by a and b
+    seeds_a = rng.integers(0, na.shape[0], size=(resamples, na.shape[0]))  # (R, S_a)
+    seeds_b = rng.integers(0, nb.shape[0], size=(resamples, nb.shape[0]))  # (R, S_b)
+    draws = _ratio_draws(na, da, seeds_a, cols) - _ratio_draws(nb, db, seeds_b, cols)  # (R,)
     return _percentile_interval(na.sum() / da.sum() - nb.sum() / db.sum(), draws, level)

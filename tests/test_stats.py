@@ -8,6 +8,7 @@ from kimi_mini.stats import (
     binomial_interval,
     bootstrap_interval,
     difference_interval,
+    ratio_difference_interval,
     ratio_interval,
     same_runs_ratio_difference,
 )
@@ -103,3 +104,16 @@ def test_same_runs_ratio_difference_cancels_what_the_readings_share():
     assert not same_runs_ratio_difference(correct, tokens, correct, tokens).excludes(0)
     with pytest.raises(ValueError, match="same shape"):
         same_runs_ratio_difference(correct, tokens, correct_short, short[:, :5])
+
+
+def test_ratio_difference_interval_pairs_by_problem_across_independent_runs():
+    rng = np.random.default_rng(5)
+    tokens = rng.integers(20, 400, size=512)  # problem lengths, shared by both methods
+    a = np.stack([rng.random(512) < np.where(tokens < 200, 0.95, 0.6) for _ in range(3)])
+    b = np.stack([rng.random(512) < np.where(tokens < 200, 0.90, 0.5) for _ in range(3)])
+    t = np.tile(tokens, (3, 1))
+    d = ratio_difference_interval(1000 * a, t, 1000 * b, t)
+    assert d.mean == pytest.approx(1000 * (a.sum() - b.sum()) / t.sum()) and d.excludes(0)
+    assert not ratio_difference_interval(a, t, a, t).excludes(0)
+    with pytest.raises(ValueError, match="same problems"):
+        ratio_difference_interval(a, t, b[:, :10], t[:, :10])
