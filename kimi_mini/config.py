@@ -36,7 +36,7 @@ __all__ = [
 
 #: Warm-up search styles (:attr:`TaskConfig.search_style`): a search that backtracks, or one that stops at
 #: its first candidate (chapter 5's control for whether RL can lengthen a search on its own).
-SEARCH_STYLES = ("backtrack", "first")
+SEARCH_STYLES = ("backtrack", "first", "short")
 
 
 def option(default: Any, doc: str, *, lo=None, hi=None, lo_open=False, choices=None, optional=False):
@@ -123,7 +123,8 @@ class TaskConfig(Validated):
     search_style: str = option(
         "backtrack",
         "How warm-up searches run: 'backtrack' tries candidates until one hits (search_trace); 'first' checks "
-        "one candidate and answers with it, hit or miss (first_candidate_trace).",
+        "one candidate and answers with it, hit or miss (first_candidate_trace); 'short' writes only the line "
+        "that hits, then the answer (short_trace: a short chain of thought).",
         choices=SEARCH_STYLES,
     )
 
@@ -383,6 +384,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # that stop at their first candidate (no backtracking); same policy, steps and data stream otherwise.
     "cpu-tiny-search-only": {"task": dict(guess_fraction=0.0)},
     "cpu-tiny-first-candidate": {"task": dict(guess_fraction=0.0, search_style="first")},
+    # A short-CoT warm-up: only the line that hits, then the answer (the report's short-CoT regime, 2.4).
+    "cpu-tiny-short-cot": {"task": dict(guess_fraction=0.0, search_style="short")},
     # The same code, bigger: a 25M-parameter policy, numbers up to 9, a 2k-token context.
     "gpu": {
         "task": dict(max_number=9),

@@ -48,6 +48,7 @@ __all__ = [
     "search_trace",
     "guess_trace",
     "first_candidate_trace",
+    "short_trace",
     "warmup_example",
     "TraceCounts",
     "trace_counts",
@@ -233,14 +234,42 @@ def first_candidate_trace(problem: Problem, rng: random.Random) -> str:
     return f"{x}{op1}{y}={p}: {p}{op2}{z}={value} vs {problem.target}{mark}\n{ANSWER_PREFIX}({x}{op1}{y}){op2}{z}"
 
 
+def short_trace(problem: Problem, rng: random.Random) -> str:
+    """A short chain of thought: the one line of a :func:`search_trace` that hits, then the answer.
+
+    The pair, its first operation and the hit are those of a random solution, so the response is always
+    right but shows no search: the policy must pick the line directly (the report's short-CoT regime)::
+
+        4 3 5 -> 17
+        4*3=12: 12+5=17 vs 17!
+        answer (4*3)+5
+    """
+    t = problem.target
+    solutions = [
+        (x, op1, y, op2, z)
+        for x, y, z in _pairs(problem.numbers)
+        for op1 in OPS
+        for op2 in OPS
+        if apply_op(apply_op(x, op1, y), op2, z) == t
+    ]
+    if not solutions:
+        raise ValueError(f"{problem} has no solution in the search space")
+    x, op1, y, op2, z = rng.choice(solutions)
+    p = apply_op(x, op1, y)
+    return f"{x}{op1}{y}={p}: {p}{op2}{z}={t} vs {t}!\n{ANSWER_PREFIX}({x}{op1}{y}){op2}{z}"
+
+
 def warmup_example(problem: Problem, rng: random.Random, cfg: TaskConfig = TaskConfig()) -> tuple[str, str]:
-    """``(prompt, response)`` for SFT: a search trace (:func:`search_trace`, or :func:`first_candidate_trace`
-    when ``cfg.search_style == "first"``), or with probability ``guess_fraction`` a guess."""
+    """``(prompt, response)`` for SFT: a search trace (:func:`search_trace`; :func:`first_candidate_trace`
+    when ``cfg.search_style == "first"``, :func:`short_trace` when ``"short"``), or with probability
+    ``guess_fraction`` a guess."""
     guess = rng.random() < cfg.guess_fraction
     if guess:
         response = guess_trace(problem, rng)
     elif cfg.search_style == "first":
         response = first_candidate_trace(problem, rng)
+    elif cfg.search_style == "short":
+        response = short_trace(problem, rng)
     else:
         response = search_trace(problem, rng)
     return prompt_text(problem), response

@@ -21,6 +21,7 @@ from kimi_mini.tasks import (
     prompt_text,
     reward,
     search_trace,
+    short_trace,
     trace_counts,
     verify,
     warmup_example,
@@ -294,3 +295,12 @@ def test_warmup_search_styles_and_the_default_stream():
     assert all(trace_counts(r).candidates == 1 for r in first)
     only = [warmup_example(p, rng, TaskConfig(guess_fraction=0.0))[1] for p in make_problems(300, 0)]
     assert all(verify(p, r) for p, r in zip(make_problems(300, 0), only))
+
+
+def test_short_trace_is_the_hitting_line_of_a_search():
+    rng = random.Random(6)
+    for p in make_problems(300, seed=7):
+        trace = short_trace(p, rng)
+        counts = trace_counts(trace)
+        assert verify(p, trace) == 1 and (counts.candidates, counts.pairs, counts.backtracks) == (1, 1, 0), trace
+        assert trace.split("\n")[0].endswith("!")

@@ -35,9 +35,9 @@ def test_recorded_settings_are_the_cpu_tiny_preset():
     assert not recorded_config_matches(METRICS["config"], "cpu-small")
 
 
-@pytest.mark.parametrize("preset", ["cpu-tiny-search-only", "cpu-tiny-first-candidate"])
+@pytest.mark.parametrize("preset", ["cpu-tiny-search-only", "cpu-tiny-first-candidate", "cpu-tiny-short-cot"])
 def test_the_control_warmups_of_chapter_5_ship_with_their_presets(preset):
-    """Chapter 5's two warm-ups without guesses: their recorded settings, weights and behaviour."""
+    """Chapter 5's warm-ups without guesses: their recorded settings, weights and behaviour."""
     from kimi_mini.rundir import SHIPPED_WARMUPS
 
     path = SHIPPED_WARMUPS[preset]
@@ -48,6 +48,8 @@ def test_the_control_warmups_of_chapter_5_ship_with_their_presets(preset):
     assert ev["searched"] == 1.0  # no bare guesses left
     if preset == "cpu-tiny-first-candidate":  # one candidate, then the answer: about a guess's accuracy
         assert ev["mean_tokens"] < 40 and ev["accuracy"] < 0.2
+    elif preset == "cpu-tiny-short-cot":  # one line, the one that hits: mostly right, and short
+        assert ev["mean_tokens"] < 40 and ev["accuracy"] > 0.8
     else:  # every response searches to the end, as the shipped warm-up's searches do
         assert ev["accuracy"] > 0.85
 
