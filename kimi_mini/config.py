@@ -34,8 +34,9 @@ __all__ = [
     "Validated",
 ]
 
-#: Warm-up search styles (:attr:`TaskConfig.search_style`): a search that backtracks, or one that stops at
-#: its first candidate (chapter 5's control for whether RL can lengthen a search on its own).
+#: Warm-up search styles (:attr:`TaskConfig.search_style`): a search that backtracks, one that stops at its
+#: first candidate (chapter 5's control for whether RL can lengthen a search on its own), and a short chain
+#: of thought that writes only the line that hits.
 SEARCH_STYLES = ("backtrack", "first", "short")
 
 

@@ -83,6 +83,7 @@ __all__ = [
     "judged_rewards",
     "heldout_metrics",
     "heldout_outcomes",
+    "cut_responses",
     "baseline_rows",
     "kl_k3",
     "length_rewards",
