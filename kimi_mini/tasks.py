@@ -97,13 +97,18 @@ def _pairs(numbers: tuple[int, int, int]) -> list[tuple[int, int, int]]:
     return out
 
 
+def _candidates(numbers: tuple[int, int, int]) -> list[tuple[int, str, int, str, int, int]]:
+    """Every ``(x, op1, y, op2, z, value)`` of the search space, in the order of :func:`all_expressions`."""
+    return [
+        (x, op1, y, op2, z, apply_op(apply_op(x, op1, y), op2, z))
+        for x, y, z in _pairs(numbers)
+        for op1, op2 in itertools.product(OPS, OPS)
+    ]
+
+
 def all_expressions(numbers: tuple[int, int, int]) -> list[tuple[str, int]]:
     """Every expression ``(x op y) op z`` of the search space with its value (27 for three numbers)."""
-    out = []
-    for x, y, z in _pairs(numbers):
-        for op1, op2 in itertools.product(OPS, OPS):
-            out.append((f"({x}{op1}{y}){op2}{z}", apply_op(apply_op(x, op1, y), op2, z)))
-    return out
+    return [(f"({x}{op1}{y}){op2}{z}", value) for x, op1, y, op2, z, value in _candidates(numbers)]
 
 
 def difficulty_of(n_solutions: int) -> str:
@@ -228,10 +233,7 @@ def first_candidate_trace(problem: Problem, rng: random.Random) -> str:
     """
     x, y, z = rng.choice(_pairs(problem.numbers))
     op1, op2 = rng.choice(OPS), rng.choice(OPS)
-    p = apply_op(x, op1, y)
-    value = apply_op(p, op2, z)
-    mark = "!" if value == problem.target else ""
-    return f"{x}{op1}{y}={p}: {p}{op2}{z}={value} vs {problem.target}{mark}\n{ANSWER_PREFIX}({x}{op1}{y}){op2}{z}"
+    return _one_try_trace(problem, x, op1, y, op2, z)
 
 
 def short_trace(problem: Problem, rng: random.Random) -> str:
@@ -244,19 +246,18 @@ def short_trace(problem: Problem, rng: random.Random) -> str:
         4*3=12: 12+5=17 vs 17!
         answer (4*3)+5
     """
-    t = problem.target
-    solutions = [
-        (x, op1, y, op2, z)
-        for x, y, z in _pairs(problem.numbers)
-        for op1 in OPS
-        for op2 in OPS
-        if apply_op(apply_op(x, op1, y), op2, z) == t
-    ]
+    solutions = [c[:5] for c in _candidates(problem.numbers) if c[5] == problem.target]
     if not solutions:
         raise ValueError(f"{problem} has no solution in the search space")
-    x, op1, y, op2, z = rng.choice(solutions)
+    return _one_try_trace(problem, *rng.choice(solutions))
+
+
+def _one_try_trace(problem: Problem, x: int, op1: str, y: int, op2: str, z: int) -> str:
+    """One try in the grammar of :func:`search_trace` (``!`` if it hits), then its expression as the answer."""
     p = apply_op(x, op1, y)
-    return f"{x}{op1}{y}={p}: {p}{op2}{z}={t} vs {t}!\n{ANSWER_PREFIX}({x}{op1}{y}){op2}{z}"
+    value = apply_op(p, op2, z)
+    mark = "!" if value == problem.target else ""
+    return f"{x}{op1}{y}={p}: {p}{op2}{z}={value} vs {problem.target}{mark}\n{ANSWER_PREFIX}({x}{op1}{y}){op2}{z}"
 
 
 def warmup_example(problem: Problem, rng: random.Random, cfg: TaskConfig = TaskConfig()) -> tuple[str, str]:
