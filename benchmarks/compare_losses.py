@@ -69,14 +69,18 @@ def run_one(
     return dict(record, history=history)
 
 
+def result_header(parallel: str) -> dict:
+    """The date, machine and versions a stored result records; ``parallel`` says how its runs shared the CPU."""
+    machine = f"{platform.machine()}, {platform.processor() or 'cpu'}, {parallel}, 1 thread each"
+    return dict(date=time.strftime("%Y-%m-%d"), machine=machine, versions=versions())
+
+
 def run_all(jobs: list[tuple], n_jobs: int, settings: dict, varying: tuple[str, ...]) -> dict:
     """Run ``run_one(*job)`` for every job in ``n_jobs`` processes; the result, with the shared settings."""
     with ProcessPoolExecutor(max_workers=n_jobs) as pool:
         runs = list(pool.map(run_one, *zip(*jobs)))
     return dict(
-        date=time.strftime("%Y-%m-%d"),
-        machine=f"{platform.machine()}, {platform.processor() or 'cpu'}, {n_jobs} runs in parallel, 1 thread each",
-        versions=versions(),
+        **result_header(f"{n_jobs} runs in parallel"),
         settings={key: value for key, value in settings.items() if key not in varying},
         runs=runs,
     )

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -35,10 +34,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from compare_losses import comparison_config, run_one  # noqa: E402
+from compare_losses import comparison_config, result_header, run_one  # noqa: E402
 
-from kimi_mini.device import set_threads, versions  # noqa: E402
-from kimi_mini.rundir import SHIPPED_WARMUPS  # noqa: E402
+from kimi_mini.device import set_threads  # noqa: E402
+from kimi_mini.rundir import SHIPPED_WARMUPS, write_atomically  # noqa: E402
 from kimi_mini.train import heldout_outcomes  # noqa: E402
 from kimi_mini.warmup import load_warmup_policy  # noqa: E402
 
@@ -73,9 +72,8 @@ def run_job(preset: str, budget: int, seed: int, iterations: int, cache: str) ->
         cut_at=CUT_AT,
     )
     path = Path(cache) / f"{job_name(preset, budget, seed, iterations)}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(dict(record, warmup=preset, iterations=iterations)) + "\n")
-    tmp.replace(path)
+    text = json.dumps(dict(record, warmup=preset, iterations=iterations)) + "\n"
+    write_atomically(path, lambda tmp: tmp.write_text(text))
     return path.name
 
 
@@ -116,9 +114,7 @@ def save(args) -> dict:
     warmups = [dict(warmup=p, seed=s, final=warmup_outcomes(p, s)) for p in presets for s in args.seeds]
     settings = asdict(comparison_config("omd", 0, ITERATIONS))
     result = dict(
-        date=time.strftime("%Y-%m-%d"),
-        machine=f"{platform.machine()}, {platform.processor() or 'cpu'}, runs in parallel, 1 thread each",
-        versions=versions(),
+        **result_header("runs in parallel"),
         settings={k: v for k, v in settings.items() if k not in ("seed", "max_new_tokens")},
         final_problems=FINAL_PROBLEMS,
         final_budget=FINAL_BUDGET,

@@ -5,9 +5,9 @@ interval. Two kinds:
 
 - :func:`binomial_interval`: k successes in n independent trials (Wilson's score interval), for one run
   evaluated once on n problems.
-- :func:`bootstrap_interval`, :func:`difference_interval` and :func:`ratio_interval`: a hierarchical bootstrap over seeds and
-  problems. ``values`` is (S, N): one row per training seed, one column per held-out problem (the same
-  problems for every seed). Each resample draws S seeds with replacement and, independently, N problems with
+- :func:`bootstrap_interval`, :func:`difference_interval`, :func:`ratio_interval` and
+  :func:`ratio_difference_interval`: a hierarchical bootstrap over seeds and problems. ``values`` is (S, N):
+  one row per training seed, one column per held-out problem (the same problems for every seed). Each resample draws S seeds with replacement and, independently, N problems with
   replacement, so the interval carries both sources of variation: the run-to-run spread of training and the
   finite held-out set. A difference of two methods evaluated on the same problems is paired by problem.
 
@@ -34,7 +34,6 @@ __all__ = [
     "difference_interval",
     "ratio_interval",
     "ratio_difference_interval",
-    "same_runs_ratio_difference",
 ]
 
 # Normal quantiles for the levels the book uses (scipy is not a dependency).
@@ -161,41 +160,25 @@ def ratio_interval(numerator, denominator, level: float = 0.95, resamples: int =
     return _percentile_interval(num.sum() / den.sum(), _ratio_draws(num, den, seeds, cols), level)
 
 
-def same_runs_ratio_difference(
-    num_a, den_a, num_b, den_b, level: float = 0.95, resamples: int = 2000, seed: int = 0
-) -> Interval:
-    """Interval of ``sum(num_a) / sum(den_a) - sum(num_b) / sum(den_b)`` when a and b are two readings of
-    the *same* runs (for example one policy's responses scored under two token limits): seeds and problems
-    are resampled once for both, so what a and b share cancels. For independent runs use
-    :func:`difference_interval` on per-problem values instead."""
-    arrays = [_as_runs(x) for x in (num_a, den_a, num_b, den_b)]
-    if len({a.shape for a in arrays}) != 1:
-        raise ValueError(f"all four arrays must have the same shape, got {[a.shape for a in arrays]}")
-    rng = np.random.default_rng(seed)
-    S, N = arrays[0].shape
-    cols = rng.integers(0, N, size=(resamples, N))  # (R, N)
-    seeds = rng.integers(0, S, size=(resamples, S))  # (R, S)
-    na, da, nb, db = arrays
-    draws = _ratio_draws(na, da, seeds, cols) - _ratio_draws(nb, db, seeds, cols)  # (R,)
-    return _percentile_interval(na.sum() / da.sum() - nb.sum() / db.sum(), draws, level)
-
-
 def ratio_difference_interval(
-    num_a, den_a, num_b, den_b, level: float = 0.95, resamples: int = 2000, seed: int = 0
+    num_a, den_a, num_b, den_b, level: float = 0.95, resamples: int = 2000, seed: int = 0, same_runs: bool = False
 ) -> Interval:
-    """Interval of ``sum(num_a) / sum(den_a) - sum(num_b) / sum(den_b)`` for two methods' independent runs
-    on the same problems: as :func:`difference_interval`, the problems are resampled once for both (paired
-    by problem) and each method's seeds separately. For two readings of the same runs use
-    :func:`same_runs_ratio_difference`."""
+    """Interval of ``sum(num_a) / sum(den_a) - sum(num_b) / sum(den_b)`` on the same problems, paired by
+    problem (resampled once for both). a and b are two methods' independent runs by default: as in
+    :func:`difference_interval`, each one's seeds are resampled separately. With ``same_runs=True`` they are
+    two readings of the *same* runs (one policy's responses scored under two token limits): the seeds are
+    resampled once for both, so what a and b share cancels."""
     na, da, nb, db = (_as_runs(x) for x in (num_a, den_a, num_b, den_b))
     if na.shape != da.shape or nb.shape != db.shape or na.shape[1] != nb.shape[1]:
         raise ValueError(
             f"num and den must have the same shape and both methods the same problems, got "
             f"{[x.shape for x in (na, da, nb, db)]}"
         )
+    if same_runs and na.shape != nb.shape:
+        raise ValueError(f"two readings of the same runs must have the same shape, got {na.shape} and {nb.shape}")
     rng = np.random.default_rng(seed)
     cols = rng.integers(0, na.shape[1], size=(resamples, na.shape[1]))  # (R, N), shared by a and b
     seeds_a = rng.integers(0, na.shape[0], size=(resamples, na.shape[0]))  # (R, S_a)
-    seeds_b = rng.integers(0, nb.shape[0], size=(resamples, nb.shape[0]))  # (R, S_b)
+    seeds_b = seeds_a if same_runs else rng.integers(0, nb.shape[0], size=(resamples, nb.shape[0]))  # (R, S_b)
     draws = _ratio_draws(na, da, seeds_a, cols) - _ratio_draws(nb, db, seeds_b, cols)  # (R,)
     return _percentile_interval(na.sum() / da.sum() - nb.sum() / db.sum(), draws, level)

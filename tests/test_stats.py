@@ -10,7 +10,6 @@ from kimi_mini.stats import (
     difference_interval,
     ratio_difference_interval,
     ratio_interval,
-    same_runs_ratio_difference,
 )
 
 
@@ -90,20 +89,20 @@ def test_ratio_interval_is_a_ratio_of_totals_and_covers_it():
         ratio_interval(correct, tokens[:, :10])
 
 
-def test_same_runs_ratio_difference_cancels_what_the_readings_share():
+def test_a_ratio_difference_of_the_same_runs_cancels_what_the_readings_share():
     rng = np.random.default_rng(4)
     tokens = rng.integers(20, 400, size=(3, 512))  # (S, N): one sample per problem
     correct = rng.random((3, 512)) < 0.7
     short = np.minimum(tokens, 350)  # the same responses read under a 350-token limit
     correct_short = correct & (tokens <= 350)
-    paired = same_runs_ratio_difference(1000 * correct, tokens, 1000 * correct_short, short)
+    paired = ratio_difference_interval(1000 * correct, tokens, 1000 * correct_short, short, same_runs=True)
     assert paired.mean == pytest.approx(1000 * (correct.sum() / tokens.sum() - correct_short.sum() / short.sum()))
     # per 1,000 tokens 3.32 [3.12, 3.52] and 2.91 [2.68, 3.13] overlap; the paired 0.41 [0.33, 0.50] does not
     a, b = ratio_interval(1000 * correct, tokens), ratio_interval(1000 * correct_short, short)
     assert a.lo < b.hi and b.lo < a.hi and paired.excludes(0)
-    assert not same_runs_ratio_difference(correct, tokens, correct, tokens).excludes(0)
+    assert not ratio_difference_interval(correct, tokens, correct, tokens, same_runs=True).excludes(0)
     with pytest.raises(ValueError, match="same shape"):
-        same_runs_ratio_difference(correct, tokens, correct_short, short[:, :5])
+        ratio_difference_interval(correct, tokens, correct_short, short[:, :5], same_runs=True)
 
 
 def test_ratio_difference_interval_pairs_by_problem_across_independent_runs():
