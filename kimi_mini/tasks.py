@@ -34,6 +34,7 @@ __all__ = [
     "OPS",
     "DIFFICULTIES",
     "apply_op",
+    "search_space",
     "all_expressions",
     "difficulty_of",
     "make_problem",
@@ -97,8 +98,9 @@ def _pairs(numbers: tuple[int, int, int]) -> list[tuple[int, int, int]]:
     return out
 
 
-def _candidates(numbers: tuple[int, int, int]) -> list[tuple[int, str, int, str, int, int]]:
-    """Every ``(x, op1, y, op2, z, value)`` of the search space, in the order of :func:`all_expressions`."""
+def search_space(numbers: tuple[int, int, int]) -> list[tuple[int, str, int, str, int, int]]:
+    """Every expression ``(x op1 y) op2 z`` as its parts and value ``(x, op1, y, op2, z, value)``, computed
+    with :func:`apply_op` (no ``eval``): the pair first (three ways, larger number first), then both operations."""
     return [
         (x, op1, y, op2, z, apply_op(apply_op(x, op1, y), op2, z))
         for x, y, z in _pairs(numbers)
@@ -108,7 +110,7 @@ def _candidates(numbers: tuple[int, int, int]) -> list[tuple[int, str, int, str,
 
 def all_expressions(numbers: tuple[int, int, int]) -> list[tuple[str, int]]:
     """Every expression ``(x op y) op z`` of the search space with its value (27 for three numbers)."""
-    return [(f"({x}{op1}{y}){op2}{z}", value) for x, op1, y, op2, z, value in _candidates(numbers)]
+    return [(f"({x}{op1}{y}){op2}{z}", value) for x, op1, y, op2, z, value in search_space(numbers)]
 
 
 def difficulty_of(n_solutions: int) -> str:
@@ -246,7 +248,7 @@ def short_trace(problem: Problem, rng: random.Random) -> str:
         4*3=12: 12+5=17 vs 17!
         answer (4*3)+5
     """
-    solutions = [c[:5] for c in _candidates(problem.numbers) if c[5] == problem.target]
+    solutions = [c[:5] for c in search_space(problem.numbers) if c[5] == problem.target]
     if not solutions:
         raise ValueError(f"{problem} has no solution in the search space")
     return _one_try_trace(problem, *rng.choice(solutions))
