@@ -25,15 +25,18 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .config import RLConfig
+from .config import RLConfig, TaskConfig
 from .groups import group_chunks
 from .policy import load_local_policy
 from .sft import IGNORE_INDEX, collate, encode_example, sft_loss
-from .tasks import Problem, prompt_text, verify
+from .tasks import Problem, make_problems, prompt_text, verify, warmup_example
 
 __all__ = [
     "LONG_DIR",
+    "SHORT_DIR",
     "load_long_policy",
+    "load_short_policy",
+    "short_cot_examples",
     "merge_policies",
     "shortest_correct",
     "preference_pairs",
@@ -47,12 +50,27 @@ __all__ = [
 
 #: The shipped long-CoT policy: chapter 4's OMD run, 16 iterations from the warm-up policy.
 LONG_DIR = Path(__file__).parent / "checkpoints" / "long-cot-cpu-tiny"
+#: The shipped short-CoT policy: the warm-up fine-tuned on short chains, then RL at a 48-token limit.
+SHORT_DIR = Path(__file__).parent / "checkpoints" / "short-cot-cpu-tiny"
 
 
 def load_long_policy(device: str = "cpu", path: str | Path = LONG_DIR):
     """``(model, tokenizer)`` of the shipped long-CoT policy (or the policy directory ``path``), in eval mode:
     :func:`kimi_mini.policy.load_local_policy`."""
     return load_local_policy(path, device, regenerate="python benchmarks/long2short.py long --save")
+
+
+def load_short_policy(device: str = "cpu", path: str | Path = SHORT_DIR):
+    """``(model, tokenizer)`` of the shipped short-CoT policy (or the policy directory ``path``), in eval mode."""
+    return load_local_policy(path, device, regenerate="python benchmarks/short_cot.py run --save")
+
+
+def short_cot_examples(n: int, seed: int) -> list[tuple[str, str]]:
+    """``(prompt, response)`` SFT pairs of the short-CoT regime (report 2.4): for each of ``n`` problems of
+    ``make_problems(n, seed)``, one line of work, the one that hits, then the answer
+    (:func:`kimi_mini.tasks.short_trace`)."""
+    rng, cfg = random.Random(seed), TaskConfig(guess_fraction=0.0, search_style="short")
+    return [warmup_example(problem, rng, cfg) for problem in make_problems(n, seed=seed)]
 
 
 def merge_policies(long_policy, short_policy, weight: float):

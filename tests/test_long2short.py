@@ -11,13 +11,14 @@ from kimi_mini.long2short import (
     merge_policies,
     preference_pairs,
     response_logprobs,
+    short_cot_examples,
     shortest_correct,
     train_dpo,
 )
 from kimi_mini.policy import build_policy
 from kimi_mini.rollout import sample
 from kimi_mini.sft import collate, encode_example
-from kimi_mini.tasks import Problem, prompt_text
+from kimi_mini.tasks import ANSWER_PREFIX, Problem, make_problems, prompt_text, verify
 from kimi_mini.warmup import load_warmup_policy
 
 PROBLEM = Problem((4, 3, 5), 17)  # (4*3)+5
@@ -108,3 +109,33 @@ def test_long2short_rl_config():
         long2short_rl_config(RLConfig(), max_new_tokens=480)
     with pytest.raises(ValueError, match="length_penalty = 0"):
         long2short_rl_config(RLConfig(), max_new_tokens=96, length_penalty=0)
+
+
+def test_short_cot_examples_are_one_line_that_hits():
+    examples = short_cot_examples(200, seed=7)
+    assert examples == short_cot_examples(200, seed=7)  # the same data for the same seed
+    problems = make_problems(200, seed=7)
+    for problem, (prompt, response) in zip(problems, examples):
+        work, answer = response.split("\n")
+        assert prompt == prompt_text(problem) and verify(problem, response)
+        assert work.endswith(f"vs {problem.target}!") and ", " not in work  # one try, and it hits
+        assert answer.startswith(ANSWER_PREFIX)
+
+
+def test_shipped_short_cot_policy_is_a_fine_tune_of_the_warmup_that_answers_short():
+    """The short-CoT policy of chapter 7: its recorded hash and recipe, and short, mostly right answers."""
+    import json
+
+    from kimi_mini.long2short import SHORT_DIR, load_short_policy
+    from kimi_mini.train import heldout_outcomes
+    from kimi_mini.warmup import sha256_of
+
+    metrics = json.loads((SHORT_DIR / "metrics.json").read_text())
+    assert sha256_of(SHORT_DIR / "model.safetensors") == metrics["sha256"]
+    assert metrics["recipe"]["rl"]["max_new_tokens"] == 48
+    policy, tokenizer = load_short_policy()
+    warm, _ = load_warmup_policy()
+    assert policy.state_dict().keys() == warm.state_dict().keys()  # mergeable with the long-CoT policy
+    out = heldout_outcomes(policy, tokenizer, RLConfig(seed=0), 64, max_new_tokens=48)
+    assert max(out["tokens"]) <= 40 and sum(out["tokens"]) / 64 < 36  # measured: 35.2 mean, 38 at most
+    assert sum(out["correct"]) / 64 > 0.8  # measured 0.953 (61 of 64); 0.926 on 512 problems, 3 seeds
