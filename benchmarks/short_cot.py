@@ -12,8 +12,10 @@ short-CoT models.
 
 Every long2short method starts from the shipped long-CoT policy: the merge with each short-CoT RL policy
 (weights :data:`MERGE_WEIGHTS`), shortest rejection sampling and DPO on the long policy's samples
-(chapter 7's data and settings, 3 training seeds each), and long2short RL at limits :data:`L2S_BUDGETS`
-(length penalty from the first iteration, weight 1, 3 seeds). Policies that do not train (long-CoT, the
+(chapter 7's data and settings, 3 training seeds each), long2short RL at limits :data:`L2S_BUDGETS`
+(length penalty from the first iteration, weight 1, 3 seeds), and long2short by distillation with the
+short-CoT policy's budget (:func:`prepare_distill`: the long policy's own correct chains on the SFT's
+problems, compressed to one line, 3,000 steps; then RL at :data:`SHORT_BUDGET` tokens, 3 seeds). Policies that do not train (long-CoT, the
 warm-up, the short-CoT SFT) are sampled with 3 seeds.
 
 Each policy is sampled once per seed on the same 512 held-out problems with a limit of :data:`EVAL_TOKENS`
@@ -54,6 +56,7 @@ from kimi_mini.long2short import (  # noqa: E402
     load_long_policy,
     long2short_rl_config,
     merge_policies,
+    one_line_examples,
     preference_pairs,
     short_cot_examples,
     shortest_correct,
@@ -83,6 +86,8 @@ EVAL_PROBLEMS = 512
 #: Short-CoT SFT from the warm-up: examples, steps, learning rate, batch size (seed 0).
 SFT = dict(examples=8192, seed=5151, steps=3000, lr=2e-3, batch_size=32)
 L2S_BUDGETS = (32, 48, 64)
+#: Long2short RL run 4 times as long at 48 tokens (16 iterations left 46-62% of responses cut off).
+L2S_LONG_BUDGET, L2S_LONG_ITERATIONS = 48, 4 * ITERATIONS
 MERGE_WEIGHTS = (0.25, 0.5, 0.75)
 #: Chapter 7's settings for shortest rejection sampling and DPO on the long policy's samples.
 REJECTION_STEPS, SFT_LR, DPO_STEPS, DPO_LR, BETA = 16, 1e-4, 32, 1e-5, 0.1
@@ -98,6 +103,10 @@ def evaluate(policy, tokenizer, seed: int) -> dict:
 
 def sft_dir(cache: Path) -> Path:
     return cache / "short-cot-sft"
+
+
+def distill_dir(cache: Path) -> Path:
+    return cache / "distill-sft"
 
 
 def short_rl_dir(cache: Path, seed: int) -> Path:
@@ -129,16 +138,21 @@ def job(name: str, cache: str) -> dict:
     if kind in ("long-CoT", "warm-up", "short-CoT SFT"):
         loaders = {"long-CoT": load_long_policy, "warm-up": load_warmup_policy}
         policy, tokenizer = loaders[kind]() if kind in loaders else load_policy(sft_dir(cache))
-    elif kind == "short-CoT RL":
-        policy, tokenizer = load_policy(sft_dir(cache))
+    elif kind == "distill SFT":
+        policy, tokenizer = load_policy(distill_dir(cache))
+    elif kind in ("short-CoT RL", "distill RL"):
+        policy, tokenizer = load_policy(sft_dir(cache) if kind == "short-CoT RL" else distill_dir(cache))
         cfg = rl_config(seed, SHORT_BUDGET)
         with tempfile.TemporaryDirectory() as run_dir:
             record["history"] = train_rl(policy, tokenizer, cfg, run_dir, progress=False)
-        save_policy(policy, tokenizer, short_rl_dir(cache, seed))
-    elif kind == "long2short RL":
+        if kind == "short-CoT RL":
+            save_policy(policy, tokenizer, short_rl_dir(cache, seed))
+    elif kind in ("long2short RL", "long2short RL long"):
         policy, tokenizer = load_long_policy()
         budget = int(rest[0])
         cfg = long2short_rl_config(rl_config(seed, 480), max_new_tokens=budget, length_penalty=1.0)
+        if kind == "long2short RL long":  # until far fewer responses are cut off
+            cfg = replace(cfg, iterations=L2S_LONG_ITERATIONS, eval_every=L2S_LONG_ITERATIONS)
         with tempfile.TemporaryDirectory() as run_dir:
             record["history"] = train_rl(policy, tokenizer, cfg, run_dir, progress=False)
         record["budget"] = budget
@@ -177,6 +191,11 @@ def first_jobs() -> list[str]:
     return names
 
 
+def distill_jobs() -> list[str]:
+    names = [f"{kind}:{s}" for kind in ("distill SFT", "distill RL") for s in SEEDS]
+    return names + [f"long2short RL long:{L2S_LONG_BUDGET}:{s}" for s in SEEDS]
+
+
 def merge_jobs() -> list[str]:
     return [f"merge:{w}:{s}" for w in MERGE_WEIGHTS for s in SEEDS]
 
@@ -194,6 +213,49 @@ def save_long_samples(cache: Path) -> None:
     data = long_samples(long_policy, tokenizer)
     texts = dict(texts=data["texts"], lengths=data["lengths"])
     write_atomically(cache / "long-samples.json", lambda tmp: tmp.write_text(json.dumps(texts) + "\n"))
+
+
+def _long_chains(half: int, cache: str) -> dict:
+    """One long-CoT chain (480 tokens) on each problem of one half of the short-CoT SFT's problems."""
+    set_threads(1)
+    problems = make_problems(SFT["examples"], seed=SFT["seed"])
+    n = len(problems) // 2
+    chunk = problems[half * n : (half + 1) * n]
+    policy, tokenizer = load_long_policy()
+    rollouts = sample(policy, tokenizer, [prompt_text(p) for p in chunk], 1, 480, 1.0, seed=SFT["seed"] + half)
+    return dict(texts=rollouts.texts, lengths=rollouts.lengths.tolist())
+
+
+def prepare_distill(cache: Path) -> dict:
+    """Long2short by distillation, with the short-CoT SFT's budget: the long-CoT policy samples one chain
+    on each of the short-CoT SFT's problems; its correct chains, compressed to the line that hits
+    (:func:`one_line_examples`), fine-tune the long-CoT policy with the same steps and learning rate."""
+    path = cache / "distill.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    start = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        halves = list(pool.map(_long_chains, (0, 1), [str(cache)] * 2))
+    texts = halves[0]["texts"] + halves[1]["texts"]
+    lengths = halves[0]["lengths"] + halves[1]["lengths"]
+    problems = make_problems(SFT["examples"], seed=SFT["seed"])
+    examples = one_line_examples(problems, texts)
+    sample_seconds = time.perf_counter() - start
+    set_threads(1)
+    policy, tokenizer = load_long_policy()
+    start = time.perf_counter()
+    losses = fine_tune(policy, tokenizer, examples, SFT["steps"], lr=SFT["lr"], batch_size=SFT["batch_size"])
+    save_policy(policy, tokenizer, distill_dir(cache))
+    record = dict(
+        problems=len(problems),
+        examples=len(examples),
+        chain_tokens=sum(lengths) / len(lengths),
+        sample_seconds=sample_seconds,
+        sft_seconds=time.perf_counter() - start,
+        losses=losses[:: max(1, len(losses) // 100)],
+    )
+    write_atomically(path, lambda tmp: tmp.write_text(json.dumps(record) + "\n"))
+    return record
 
 
 def prepare(cache: Path) -> dict:
@@ -287,8 +349,10 @@ def main(argv=None) -> dict:
             write_atomically(SEARCH_RESULT, lambda tmp: tmp.write_text(json.dumps(result) + "\n"))
         return result
     prep = prepare(cache)
+    prep["distill"] = prepare_distill(cache)
     runs = run_jobs(first_jobs(), cache, args.jobs)
     runs += run_jobs(merge_jobs(), cache, args.jobs)
+    runs += run_jobs(distill_jobs(), cache, args.jobs)
     settings = dict(
         seeds=SEEDS,
         iterations=ITERATIONS,
@@ -298,6 +362,7 @@ def main(argv=None) -> dict:
         eval_problems=EVAL_PROBLEMS,
         sft=SFT,
         l2s_budgets=L2S_BUDGETS,
+        l2s_long=dict(budget=L2S_LONG_BUDGET, iterations=L2S_LONG_ITERATIONS),
         merge_weights=MERGE_WEIGHTS,
         rejection=dict(steps=REJECTION_STEPS, lr=SFT_LR),
         dpo=dict(steps=DPO_STEPS, lr=DPO_LR, beta=BETA),

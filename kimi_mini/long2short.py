@@ -29,7 +29,7 @@ from .config import RLConfig, TaskConfig
 from .groups import group_chunks
 from .policy import load_local_policy
 from .sft import IGNORE_INDEX, collate, encode_example, sft_loss
-from .tasks import Problem, make_problems, prompt_text, verify, warmup_example
+from .tasks import Problem, answer_parts, make_problems, one_try_trace, prompt_text, verify, warmup_example
 
 __all__ = [
     "LONG_DIR",
@@ -37,6 +37,7 @@ __all__ = [
     "load_long_policy",
     "load_short_policy",
     "short_cot_examples",
+    "one_line_examples",
     "merge_policies",
     "shortest_correct",
     "preference_pairs",
@@ -71,6 +72,20 @@ def short_cot_examples(n: int, seed: int) -> list[tuple[str, str]]:
     (:func:`kimi_mini.tasks.short_trace`)."""
     rng, cfg = random.Random(seed), TaskConfig(guess_fraction=0.0, search_style="short")
     return [warmup_example(problem, rng, cfg) for problem in make_problems(n, seed=seed)]
+
+
+def one_line_examples(problems: list[Problem], texts: list[str]) -> list[tuple[str, str]]:
+    """``(prompt, response)`` SFT pairs that compress a long policy's own correct chains to one line
+    (long2short by distillation): each correct response (one per problem) rewritten as the line of its
+    answer that hits, then the answer, in the short-CoT grammar (:func:`kimi_mini.tasks.one_try_trace`).
+    Wrong responses are skipped."""
+    if len(texts) != len(problems):
+        raise ValueError(f"{len(texts)} responses for {len(problems)} problems: one response per problem")
+    return [
+        (prompt_text(problem), one_try_trace(problem, *answer_parts(text)))
+        for problem, text in zip(problems, texts)
+        if verify(problem, text)
+    ]
 
 
 def merge_policies(long_policy, short_policy, weight: float):

@@ -35,6 +35,7 @@ __all__ = [
     "DIFFICULTIES",
     "apply_op",
     "search_space",
+    "one_try_trace",
     "all_expressions",
     "difficulty_of",
     "make_problem",
@@ -235,7 +236,7 @@ def first_candidate_trace(problem: Problem, rng: random.Random) -> str:
     """
     x, y, z = rng.choice(_pairs(problem.numbers))
     op1, op2 = rng.choice(OPS), rng.choice(OPS)
-    return _one_try_trace(problem, x, op1, y, op2, z)
+    return one_try_trace(problem, x, op1, y, op2, z)
 
 
 def short_trace(problem: Problem, rng: random.Random) -> str:
@@ -251,10 +252,10 @@ def short_trace(problem: Problem, rng: random.Random) -> str:
     solutions = [c[:5] for c in search_space(problem.numbers) if c[5] == problem.target]
     if not solutions:
         raise ValueError(f"{problem} has no solution in the search space")
-    return _one_try_trace(problem, *rng.choice(solutions))
+    return one_try_trace(problem, *rng.choice(solutions))
 
 
-def _one_try_trace(problem: Problem, x: int, op1: str, y: int, op2: str, z: int) -> str:
+def one_try_trace(problem: Problem, x: int, op1: str, y: int, op2: str, z: int) -> str:
     """One try in the grammar of :func:`search_trace` (``!`` if it hits), then its expression as the answer."""
     p = apply_op(x, op1, y)
     value = apply_op(p, op2, z)

@@ -9,6 +9,7 @@ from kimi_mini.long2short import (
     fine_tune,
     long2short_rl_config,
     merge_policies,
+    one_line_examples,
     preference_pairs,
     response_logprobs,
     short_cot_examples,
@@ -139,3 +140,14 @@ def test_shipped_short_cot_policy_is_a_fine_tune_of_the_warmup_that_answers_shor
     out = heldout_outcomes(policy, tokenizer, RLConfig(seed=0), 64, max_new_tokens=48)
     assert max(out["tokens"]) <= 40 and sum(out["tokens"]) / 64 < 36  # measured: 35.2 mean, 38 at most
     assert sum(out["correct"]) / 64 > 0.8  # measured 0.953 (61 of 64); 0.926 on 512 problems, 3 seeds
+
+
+def test_one_line_examples_compress_correct_chains_to_the_line_that_hits():
+    other = Problem((1, 1, 1), 3)
+    texts = [RIGHT_LONG, "1+1=2: 2+1=3 vs 3!\nanswer (1+1)+1"]
+    examples = one_line_examples([PROBLEM, other], [WRONG_LONG, texts[1]])  # the first is wrong: skipped
+    assert examples == [(prompt_text(other), texts[1])]
+    ((prompt, line),) = one_line_examples([PROBLEM], [WRONG_SHORT.replace("+3)+", "*3)+")])  # a bare right answer
+    assert line == RIGHT_LONG and verify(PROBLEM, line)  # written out as its one hitting line
+    with pytest.raises(ValueError, match="one response per problem"):
+        one_line_examples([PROBLEM], texts)
