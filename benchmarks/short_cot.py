@@ -286,7 +286,7 @@ def ship_short_policy(cache: Path, record: dict) -> None:
     (SHORT_DIR / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
 
 
-def _best_of(problems, rollouts, group: int) -> dict:
+def best_of_rules(problems, rollouts, group: int) -> dict:
     """Per-problem 0/1 of best-of-N by each rule and the tokens spent, for N = 1, 2, 4, ... up to ``group``."""
     out = {}
     texts, lengths = rollouts.texts, rollouts.lengths.tolist()
@@ -318,7 +318,7 @@ def search_job(kind: str, seed: int, cache: str) -> dict:
         policy, tokenizer = load_long_policy()
         rollouts = sample(policy, tokenizer, prompts, SEARCH_CHAINS, 480, 1.0, seed=seed)
         group = SEARCH_CHAINS
-    record = dict(kind=kind, seed=seed, best_of=_best_of(problems, rollouts, group))
+    record = dict(kind=kind, seed=seed, best_of=best_of_rules(problems, rollouts, group))
     record["seconds"] = time.perf_counter() - start
     write_atomically(path, lambda tmp: tmp.write_text(json.dumps(record) + "\n"))
     print(f"search {kind:10s} seed {seed}: {record['seconds']:.0f} s")

@@ -5,7 +5,8 @@
 On the held-out problems of ``heldout_problems(512, 0)``, with the shipped long-CoT policy scoring the steps
 (:mod:`kimi_mini.tree_search`): best-first search with the exact verifier at the leaves or with no verifier
 (the policy's score only), and MCTS (PUCT) with leaf values from the verifier or from the policy's own check,
-with the policy's priors (temperature 1) and with flattened priors (:data:`FLAT_PRIOR`). Each search runs at
+with the policy's priors (temperature 1) and with flattened priors (:data:`FLAT_PRIOR`), and with the
+verifier as an MCTS-Solver (a leaf proven a miss is never selected again). Each search runs at
 token budgets ``--budgets`` (0: none, the whole tree fits) chosen around one chain's ~127 tokens; one long
 chain per problem (sampled, :data:`CHAIN_TOKENS` max) is the baseline. Per problem and seed: correct (0/1)
 and generated tokens, so ``kimi_mini.stats`` intervals pair by problem. Best-first is deterministic (one
@@ -51,6 +52,12 @@ METHODS = {
     "mcts, policy check": (mcts, dict(leaf_value="policy_check"), False),
     "mcts, verifier, flat prior": (mcts, dict(leaf_value="verifier", prior_temperature=FLAT_PRIOR), False),
     "mcts, policy check, flat prior": (mcts, dict(leaf_value="policy_check", prior_temperature=FLAT_PRIOR), False),
+    "mcts solver, verifier": (mcts, dict(leaf_value="verifier", solver=True), False),
+    "mcts solver, verifier, flat prior": (
+        mcts,
+        dict(leaf_value="verifier", solver=True, prior_temperature=FLAT_PRIOR),
+        False,
+    ),
 }
 
 

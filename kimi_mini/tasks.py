@@ -36,6 +36,7 @@ __all__ = [
     "apply_op",
     "search_space",
     "one_try_trace",
+    "without_targets",
     "all_expressions",
     "difficulty_of",
     "make_problem",
@@ -261,6 +262,16 @@ def one_try_trace(problem: Problem, x: int, op1: str, y: int, op2: str, z: int) 
     value = apply_op(p, op2, z)
     mark = "!" if value == problem.target else ""
     return f"{x}{op1}{y}={p}: {p}{op2}{z}={value} vs {problem.target}{mark}\n{ANSWER_PREFIX}({x}{op1}{y}){op2}{z}"
+
+
+_VS_RE = re.compile(r" vs -?[0-9]+")
+
+
+def without_targets(response: str) -> str:
+    """The response with every comparison's `` vs target`` removed (``6+1=7 vs 6, 6*1=6 vs 6!`` becomes
+    ``6+1=7, 6*1=6!``): the same search, but each check must recall the target from the prompt instead
+    of reading it next to the result (chapter 8's self-check variant)."""
+    return _VS_RE.sub("", response)
 
 
 def warmup_example(problem: Problem, rng: random.Random, cfg: TaskConfig = TaskConfig()) -> tuple[str, str]:

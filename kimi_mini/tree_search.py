@@ -261,19 +261,25 @@ def _softmax(logprobs: list[float], temperature: float) -> list[float]:
     return torch.softmax(torch.tensor(logprobs, dtype=torch.float64) / temperature, dim=0).tolist()
 
 
-def _puct_pick(prior: list[float], visits: list[int], total: list[float], c_puct: float, rng: random.Random) -> int:
+def _puct_pick(
+    prior: list[float], visits: list[int], total: list[float], c_puct: float, rng: random.Random, allowed=None
+) -> int:
     """argmax_a Q(s, a) + c_puct P(s, a) sqrt(N(s)) / (1 + N(s, a)) (Silver et al. 2017), N(s) counting
-    the node's own expansion as its first visit, Q = 0 before a child's first visit; ties broken by ``rng``."""
+    the node's own expansion as its first visit, Q = 0 before a child's first visit; ties broken by ``rng``.
+    ``allowed``: the children that may be picked (default: all)."""
     n_parent = 1 + sum(visits)
-    scores = [
-        (total[a] / visits[a] if visits[a] else 0.0) + c_puct * prior[a] * math.sqrt(n_parent) / (1 + visits[a])
-        for a in range(len(prior))
-    ]
-    best = max(scores)
-    return rng.choice([a for a, s in enumerate(scores) if s >= best - 1e-12])
+    allowed = range(len(prior)) if allowed is None else allowed
+    scores = {
+        a: (total[a] / visits[a] if visits[a] else 0.0) + c_puct * prior[a] * math.sqrt(n_parent) / (1 + visits[a])
+        for a in allowed
+    }
+    best = max(scores.values())
+    return rng.choice([a for a, s in scores.items() if s >= best - 1e-12])
 
 
-def _check_mcts_args(simulations, max_tokens, c_puct, leaf_value, prior_temperature) -> None:
+def _check_mcts_args(simulations, max_tokens, c_puct, leaf_value, prior_temperature, solver=False) -> None:
+    if not isinstance(solver, bool) or (solver and leaf_value != "verifier"):
+        raise ValueError(f"solver = {solver!r} is invalid: it must be a bool, and True only with the verifier")
     if not isinstance(simulations, int) or simulations < 1:
         raise ValueError(f"simulations = {simulations!r} is invalid: it must be a positive int")
     _check_budget(max_tokens)
@@ -302,6 +308,7 @@ def mcts(
     leaf_value: str = "verifier",
     seed: int = 0,
     prior_temperature: float = 1.0,
+    solver: bool = False,
 ) -> Outcome:
     """Monte Carlo tree search with PUCT selection (Rosin 2011; Silver et al. 2017), priors the policy's
     step probabilities normalised over siblings: UCT (Kocsis & Szepesvari 2006) guided by the policy.
@@ -313,8 +320,11 @@ def mcts(
     path. The search stops after ``simulations``, or when the next expansion or check and the answer line
     would not fit in ``max_tokens``; it answers the most visited path (:func:`_robust_leaf`).
     ``prior_temperature`` > 1 flattens the priors (pi^(1/temperature), normalised): the tries' order in the
-    chain's grammar makes the policy's own step probabilities very peaked."""
-    _check_mcts_args(simulations, max_tokens, c_puct, leaf_value, prior_temperature)
+    chain's grammar makes the policy's own step probabilities very peaked. ``solver=True`` (with the
+    verifier; MCTS-Solver, Winands et al. 2008): a leaf the verifier has marked a miss is proven and never
+    selected again, nor a first step whose three tries are all proven misses, so no simulation is spent
+    re-visiting what is known."""
+    _check_mcts_args(simulations, max_tokens, c_puct, leaf_value, prior_temperature, solver)
     rng = random.Random(seed)
     prior1 = _softmax([s.logprob for s in tree.firsts], prior_temperature)  # (9,)
     prior2 = [_softmax([leaf.logprob for leaf in group], prior_temperature) for group in tree.tries]  # (9, 3)
@@ -323,9 +333,13 @@ def mcts(
     if not _fits(0, spent, max_tokens):
         return _outcome(tree, None, 0)
     for _ in range(simulations):
-        i = _puct_pick(prior1, [sum(v) for v in visits], [sum(w) for w in totals], c_puct, rng)
+        open_tries = [[b for b in range(3) if not (solver and (a, b) in values)] for a in range(9)]  # (9, <=3)
+        open_firsts = [a for a in range(9) if open_tries[a]]
+        if not open_firsts:  # the solver has proven every leaf a miss
+            break
+        i = _puct_pick(prior1, [sum(v) for v in visits], [sum(w) for w in totals], c_puct, rng, open_firsts)
         cost = 0 if i in expanded else sum(leaf.tokens for leaf in tree.tries[i])
-        j = _puct_pick(prior2[i], visits[i], totals[i], c_puct, rng)
+        j = _puct_pick(prior2[i], visits[i], totals[i], c_puct, rng, open_tries[i])
         cost += 1 if leaf_value == "policy_check" and (i, j) not in values else 0
         if not _fits(spent, cost, max_tokens):
             break

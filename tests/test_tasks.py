@@ -304,3 +304,14 @@ def test_short_trace_is_the_hitting_line_of_a_search():
         counts = trace_counts(trace)
         assert verify(p, trace) == 1 and (counts.candidates, counts.pairs, counts.backtracks) == (1, 1, 0), trace
         assert trace.split("\n")[0].endswith("!")
+
+
+def test_without_targets_removes_every_written_target_and_keeps_the_answer():
+    from kimi_mini.tasks import without_targets
+
+    problem, rng = make_problems(1, seed=3)[0], random.Random(0)
+    trace = search_trace(problem, rng)
+    recalled = without_targets(trace)
+    assert " vs " not in recalled and verify(problem, recalled)
+    assert recalled.count(",") == trace.count(",") and recalled.count("!") == 1  # same tries, same hit
+    assert without_targets("6*1=6 vs -6!") == "6*1=6!"

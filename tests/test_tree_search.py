@@ -156,3 +156,15 @@ def test_the_benchmark_runs_on_two_problems(tmp_path):
     assert {row["method"] for row in result["rows"]} == {"chain", *bench.METHODS}
     for row in result["rows"]:
         assert len(row["correct"]) == (1 if row["deterministic"] else 2) and len(row["correct"][0]) == 2
+
+
+def test_mcts_solver_never_revisits_a_proven_miss_and_solves_every_problem():
+    """With the verifier and the solver, 27 simulations cover the tree: every problem is solved even with
+    the policy's peaked priors, where plain PUCT keeps re-selecting the leaf its priors favour."""
+    policy, tokenizer = load_long_policy()
+    trees = score_trees(policy, tokenizer, make_problems(16, seed=11))
+    solved = [mcts(tree, 27, leaf_value="verifier", solver=True).correct for tree in trees]
+    plain = [mcts(tree, 27, leaf_value="verifier").correct for tree in trees]
+    assert all(solved) and sum(plain) < len(trees)
+    with pytest.raises(ValueError, match="solver"):
+        mcts(trees[0], 8, leaf_value="policy_check", solver=True)
