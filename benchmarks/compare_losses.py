@@ -31,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 from kimi_mini.config import LOSSES, RLConfig
 from kimi_mini.device import set_threads, versions
+from kimi_mini.rundir import write_atomically
 from kimi_mini.train import heldout_outcomes, train_rl
 from kimi_mini.warmup import load_warmup_policy
 
@@ -67,6 +68,16 @@ def run_one(
             policy, tokenizer, cfg, final_problems, max_new_tokens=final_budget, cut_at=cut_at
         )
     return dict(record, history=history)
+
+
+def cached(path: Path, compute) -> dict:
+    """The JSON in ``path``, or ``compute()`` written there atomically (an interrupted sweep resumes)."""
+    if path.exists():
+        return json.loads(path.read_text())
+    value = compute()
+    text = json.dumps(value) + "\n"
+    write_atomically(path, lambda tmp: tmp.write_text(text))
+    return value
 
 
 def result_header(parallel: str) -> dict:

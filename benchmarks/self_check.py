@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from compare_losses import result_header  # noqa: E402
+from compare_losses import cached, result_header  # noqa: E402
 from short_cot import best_of_rules  # noqa: E402
 
 from kimi_mini.device import set_threads  # noqa: E402
@@ -68,37 +68,40 @@ def examples(arm: str) -> list[tuple[str, str]]:
     return out
 
 
+def arm_dir(cache: str, arm: str) -> Path:
+    """Where an arm's fine-tuned policy is saved."""
+    return Path(cache) / arm.replace(", ", "-").replace(" ", "-")
+
+
 def tune(arm: str, cache: str) -> dict:
-    """Fine-tune one arm's start policy on its traces; saved to ``cache/<arm>``."""
+    """Fine-tune one arm's start policy on its traces; saved to ``arm_dir(cache, arm)``."""
+    return cached(arm_dir(cache, arm) / "tune.json", lambda: _tune(arm, arm_dir(cache, arm)))
+
+
+def _tune(arm: str, out: Path) -> dict:
     set_threads(1)
-    out = Path(cache) / arm.replace(", ", "-").replace(" ", "-")
-    record_path = out / "tune.json"
-    if record_path.exists():
-        return json.loads(record_path.read_text())
     start_policy, _, _ = ARMS[arm]
     policy, tokenizer = load_long_policy() if start_policy == "long" else load_short_policy()
     start = time.perf_counter()
     losses = fine_tune(policy, tokenizer, examples(arm), TUNE["steps"], lr=TUNE["lr"], batch_size=TUNE["batch_size"])
     save_policy(policy, tokenizer, out)
-    record = dict(arm=arm, seconds=time.perf_counter() - start, losses=losses[:: max(1, len(losses) // 60)])
-    write_atomically(record_path, lambda tmp: tmp.write_text(json.dumps(record) + "\n"))
-    return record
+    return dict(arm=arm, seconds=time.perf_counter() - start, losses=losses[:: max(1, len(losses) // 60)])
 
 
 def evaluate(arm: str, seed: int, cache: str) -> dict:
     """``CHAINS`` or ``ANSWERS`` samples per held-out problem; best-of-N by every rule."""
+    return cached(Path(cache) / f"eval-{arm}-{seed}.json", lambda: _evaluate(arm, seed, cache))
+
+
+def _evaluate(arm: str, seed: int, cache: str) -> dict:
     set_threads(1)
-    path = Path(cache) / f"eval-{arm}-{seed}.json"
-    if path.exists():
-        return json.loads(path.read_text())
     _, _, limit = ARMS[arm]
-    policy, tokenizer = load_policy(Path(cache) / arm.replace(", ", "-").replace(" ", "-"))
+    policy, tokenizer = load_policy(arm_dir(cache, arm))
     problems = heldout_problems(EVAL_PROBLEMS, 0)
     n = CHAINS if limit == 480 else ANSWERS
     start = time.perf_counter()
     rollouts = sample(policy, tokenizer, [prompt_text(p) for p in problems], n, limit, 1.0, seed=seed)
     record = dict(arm=arm, seed=seed, best_of=best_of_rules(problems, rollouts, n), seconds=time.perf_counter() - start)
-    write_atomically(path, lambda tmp: tmp.write_text(json.dumps(record) + "\n"))
     print(f"{arm:30s} seed {seed}: {record['seconds']:.0f} s")
     return record
 

@@ -45,7 +45,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from compare_losses import comparison_config, result_header  # noqa: E402
+from compare_losses import cached, comparison_config, result_header  # noqa: E402
 from long2short import DATA_PROBLEMS, DATA_SAMPLES, DATA_SEED, long_samples  # noqa: E402
 
 from kimi_mini.config import RLConfig  # noqa: E402
@@ -230,9 +230,10 @@ def prepare_distill(cache: Path) -> dict:
     """Long2short by distillation, with the short-CoT SFT's budget: the long-CoT policy samples one chain
     on each of the short-CoT SFT's problems; its correct chains, compressed to the line that hits
     (:func:`one_line_examples`), fine-tune the long-CoT policy with the same steps and learning rate."""
-    path = cache / "distill.json"
-    if path.exists():
-        return json.loads(path.read_text())
+    return cached(cache / "distill.json", lambda: _distill(cache))
+
+
+def _distill(cache: Path) -> dict:
     start = time.perf_counter()
     with ProcessPoolExecutor(max_workers=2) as pool:
         halves = list(pool.map(_long_chains, (0, 1), [str(cache)] * 2))
@@ -246,7 +247,7 @@ def prepare_distill(cache: Path) -> dict:
     start = time.perf_counter()
     losses = fine_tune(policy, tokenizer, examples, SFT["steps"], lr=SFT["lr"], batch_size=SFT["batch_size"])
     save_policy(policy, tokenizer, distill_dir(cache))
-    record = dict(
+    return dict(
         problems=len(problems),
         examples=len(examples),
         chain_tokens=sum(lengths) / len(lengths),
@@ -254,22 +255,19 @@ def prepare_distill(cache: Path) -> dict:
         sft_seconds=time.perf_counter() - start,
         losses=losses[:: max(1, len(losses) // 100)],
     )
-    write_atomically(path, lambda tmp: tmp.write_text(json.dumps(record) + "\n"))
-    return record
 
 
 def prepare(cache: Path) -> dict:
     """The short-CoT SFT policy and the long policy's samples (for rejection sampling and DPO), cached."""
     cache.mkdir(parents=True, exist_ok=True)
-    prep = cache / "prepare.json"
-    if prep.exists():
-        return json.loads(prep.read_text())
+    return cached(cache / "prepare.json", lambda: _prepare(cache))
+
+
+def _prepare(cache: Path) -> dict:
     with ProcessPoolExecutor(max_workers=2) as pool:
         sft = pool.submit(train_short_sft, cache)
         pool.submit(save_long_samples, cache).result()
-        record = dict(sft=sft.result())
-    write_atomically(prep, lambda tmp: tmp.write_text(json.dumps(record) + "\n"))
-    return record
+        return dict(sft=sft.result())
 
 
 def ship_short_policy(cache: Path, record: dict) -> None:
@@ -303,10 +301,11 @@ def best_of_rules(problems, rollouts, group: int) -> dict:
 
 def search_job(kind: str, seed: int, cache: str) -> dict:
     """Best-of-N over one seed's short-CoT answers or the long-CoT policy's chains."""
+    return cached(Path(cache) / f"search-{kind}-{seed}.json", lambda: _search_job(kind, seed, cache))
+
+
+def _search_job(kind: str, seed: int, cache: str) -> dict:
     set_threads(1)
-    path = Path(cache) / f"search-{kind}-{seed}.json"
-    if path.exists():
-        return json.loads(path.read_text())
     problems = heldout_problems(EVAL_PROBLEMS, 0)
     prompts = [prompt_text(p) for p in problems]
     start = time.perf_counter()
@@ -320,7 +319,6 @@ def search_job(kind: str, seed: int, cache: str) -> dict:
         group = SEARCH_CHAINS
     record = dict(kind=kind, seed=seed, best_of=best_of_rules(problems, rollouts, group))
     record["seconds"] = time.perf_counter() - start
-    write_atomically(path, lambda tmp: tmp.write_text(json.dumps(record) + "\n"))
     print(f"search {kind:10s} seed {seed}: {record['seconds']:.0f} s")
     return record
 

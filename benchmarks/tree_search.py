@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from compare_losses import result_header  # noqa: E402
+from compare_losses import cached, result_header  # noqa: E402
 
 from kimi_mini.device import set_threads  # noqa: E402
 from kimi_mini.long2short import LONG_DIR, load_long_policy  # noqa: E402
@@ -65,16 +65,6 @@ METHODS = {
 def long_policy():
     """The shipped long-CoT policy, loaded once and only if a piece is missing from the cache."""
     return load_long_policy()
-
-
-def cached(path: Path, compute) -> dict:
-    """The JSON in ``path``, or ``compute()`` written there atomically."""
-    if path.exists():
-        return json.loads(path.read_text())
-    value = compute()
-    text = json.dumps(value) + "\n"
-    write_atomically(path, lambda tmp: tmp.write_text(text))
-    return value
 
 
 def tree_scores(policy, tokenizer, problems) -> dict:

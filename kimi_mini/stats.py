@@ -120,6 +120,17 @@ def bootstrap_interval(values, level: float = 0.95, resamples: int = 2000, seed:
     return _percentile_interval(arr.mean(), draws, level)
 
 
+def _paired_resampled_means(a, b, resamples: int, seed: int):
+    """``(a, b, means of a, means of b)``: two methods' (S, N) results on the same problems, resampled as
+    :func:`_resampled_means` does with the problems drawn once for both (paired) and the seeds apart."""
+    a, b = _as_runs(a), _as_runs(b)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"a and b must cover the same problems, got {a.shape[1]} and {b.shape[1]} columns")
+    rng = np.random.default_rng(seed)
+    cols = rng.integers(0, a.shape[1], size=(resamples, a.shape[1]))  # (R, N), shared by a and b
+    return a, b, _resampled_means(a, rng, resamples, cols), _resampled_means(b, rng, resamples, cols)  # (R,) each
+
+
 def difference_interval(a, b, level: float = 0.95, resamples: int = 2000, seed: int = 0) -> Interval:
     """Bootstrap interval of mean(a) - mean(b), paired by problem.
 
@@ -127,26 +138,16 @@ def difference_interval(a, b, level: float = 0.95, resamples: int = 2000, seed: 
     same problem in both); their seeds are independent runs and are resampled separately, the problems
     once for both, so a problem that is hard for both methods does not widen the interval.
     """
-    a, b = _as_runs(a), _as_runs(b)
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(f"a and b must cover the same problems, got {a.shape[1]} and {b.shape[1]} columns")
-    rng = np.random.default_rng(seed)
-    cols = rng.integers(0, a.shape[1], size=(resamples, a.shape[1]))  # (R, N), shared by a and b
-    draws = _resampled_means(a, rng, resamples, cols) - _resampled_means(b, rng, resamples, cols)  # (R,)
-    return _percentile_interval(a.mean() - b.mean(), draws, level)
+    a, b, mean_a, mean_b = _paired_resampled_means(a, b, resamples, seed)
+    return _percentile_interval(a.mean() - b.mean(), mean_a - mean_b, level)
 
 
 def relative_gain_interval(a, b, level: float = 0.95, resamples: int = 2000, seed: int = 0) -> Interval:
     """Bootstrap interval of the relative gain mean(a) / mean(b) - 1, paired by problem (the report's
     "+550%" kind of number): seeds and problems resampled as in :func:`difference_interval`."""
-    a, b = _as_runs(a), _as_runs(b)
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(f"a and b must cover the same problems, got {a.shape[1]} and {b.shape[1]} columns")
-    if b.mean() <= 0:
+    if _as_runs(b).mean() <= 0:
         raise ValueError("mean(b) must be positive for a relative gain")
-    rng = np.random.default_rng(seed)
-    cols = rng.integers(0, a.shape[1], size=(resamples, a.shape[1]))  # (R, N), shared by a and b
-    mean_a, mean_b = _resampled_means(a, rng, resamples, cols), _resampled_means(b, rng, resamples, cols)  # (R,)
+    a, b, mean_a, mean_b = _paired_resampled_means(a, b, resamples, seed)
     with np.errstate(divide="ignore", invalid="ignore"):
         draws = mean_a / mean_b - 1  # (R,): inf where a resample of b is all zeros
     return _percentile_interval(a.mean() / b.mean() - 1, draws, level)

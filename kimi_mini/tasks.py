@@ -36,6 +36,7 @@ __all__ = [
     "apply_op",
     "search_space",
     "one_try_trace",
+    "try_text",
     "without_targets",
     "all_expressions",
     "difficulty_of",
@@ -208,9 +209,8 @@ def search_trace(problem: Problem, rng: random.Random) -> str:
             p = apply_op(x, op1, y)
             tries = []
             for op2 in OPS:
-                value = apply_op(p, op2, z)
-                hit = value == t
-                tries.append(f"{p}{op2}{z}={value} vs {t}{'!' if hit else ''}")
+                hit = apply_op(p, op2, z) == t
+                tries.append(try_text(p, op2, z, t) + ("!" if hit else ""))
                 if hit:
                     lines.append(f"{x}{op1}{y}={p}: " + ", ".join(tries))
                     return "\n".join(lines) + f"\n{ANSWER_PREFIX}({x}{op1}{y}){op2}{z}"
@@ -259,9 +259,13 @@ def short_trace(problem: Problem, rng: random.Random) -> str:
 def one_try_trace(problem: Problem, x: int, op1: str, y: int, op2: str, z: int) -> str:
     """One try in the grammar of :func:`search_trace` (``!`` if it hits), then its expression as the answer."""
     p = apply_op(x, op1, y)
-    value = apply_op(p, op2, z)
-    mark = "!" if value == problem.target else ""
-    return f"{x}{op1}{y}={p}: {p}{op2}{z}={value} vs {problem.target}{mark}\n{ANSWER_PREFIX}({x}{op1}{y}){op2}{z}"
+    mark = "!" if apply_op(p, op2, z) == problem.target else ""
+    return f"{x}{op1}{y}={p}: {try_text(p, op2, z, problem.target)}{mark}\n{ANSWER_PREFIX}({x}{op1}{y}){op2}{z}"
+
+
+def try_text(p: int, op2: str, z: int, target: int) -> str:
+    """A try in the grammar of :func:`search_trace`, without its mark: ``p op2 z=value vs target``."""
+    return f"{p}{op2}{z}={apply_op(p, op2, z)} vs {target}"
 
 
 _VS_RE = re.compile(r" vs -?[0-9]+")

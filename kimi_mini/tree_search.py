@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .tasks import ANSWER_PREFIX, Problem, apply_op, prompt_text, search_space, verify
+from .tasks import ANSWER_PREFIX, Problem, apply_op, prompt_text, search_space, try_text, verify
 
 __all__ = [
     "ANSWER_TOKENS",
@@ -106,7 +106,7 @@ def tree_steps(problem: Problem) -> list[tuple[str, list[tuple[str, str, int]]]]
         x, op1, y, _, z, _ = space[3 * i]
         p = apply_op(x, op1, y)
         group = space[3 * i : 3 * i + 3]
-        leaves = [(f"{p}{op2}{z}={v} vs {problem.target}", f"({x}{op1}{y}){op2}{z}", v) for *_, op2, _, v in group]
+        leaves = [(try_text(p, op2, z, problem.target), f"({x}{op1}{y}){op2}{z}", v) for *_, op2, _, v in group]
         out.append((f"{x}{op1}{y}={p}: ", leaves))
     return out
 
