@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 export KIMI_MINI_THREADS ?= 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: setup browser-deps book notebooks test test-unit test-notebooks lint format warmup warmup-controls clean
+.PHONY: setup browser-deps book notebooks test test-unit test-notebooks lint format warmup warmup-controls warmup-vision clean
 
 setup: $(STAMP)
 
@@ -73,6 +73,11 @@ warmup-controls: setup
 	for p in cpu-tiny-search-only cpu-tiny-first-candidate cpu-tiny-short-cot; do \
 	  $(BIN)/kimi-mini warmup --preset $$p --threads 1 --out kimi_mini/checkpoints/warmup-$$p --replace-shipped || exit 1; \
 	done
+
+# Chapter 11's joint text and image warm-up over the shipped cpu-tiny one (LLaVA's two stages: read, then
+# reason), about 11 minutes.
+warmup-vision: setup
+	$(BIN)/kimi-mini warmup --preset cpu-tiny-vision --threads 1 --out kimi_mini/checkpoints/warmup-cpu-tiny-vision --replace-shipped
 
 clean:
 	rm -rf _build

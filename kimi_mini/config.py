@@ -151,6 +151,12 @@ class ModelConfig(Validated):
     name_or_path: str | None = option(
         None, "Hub name or local directory of a pretrained model; None builds the tiny model.", optional=True
     )
+    vision: bool = option(
+        False,
+        "A LLaVA-style policy: a tiny CLIP vision encoder and projector over the tiny Llama policy, which then "
+        "reads images too (chapter 11).",
+        choices=(False, True),
+    )
 
     def _check_combinations(self) -> None:
         if self.hidden_size % self.num_heads:
@@ -189,6 +195,7 @@ class SampleConfig(Validated):
 
 LOSSES = ("omd", "reinforce", "grpo", "rest")
 SAMPLERS = ("fresh", "uniform", "curriculum", "prioritized")
+MODALITIES = ("text", "rendered", "dots", "image", "joint")  # kimi_mini.vision.MODALITY_MIXES
 
 
 @dataclass
@@ -207,6 +214,12 @@ class RLConfig(Validated):
         "Prompts: trace (the tiny policy's '4 3 5 -> 17'), or chat (an instruction in the tokenizer's chat "
         "template, for a pretrained instruction model; chapter 9).",
         choices=("trace", "chat"),
+    )
+    modality: str = option(
+        "text",
+        "What the problems come as (chapter 11; image kinds need a vision policy): text, rendered (the numbers drawn "
+        "as an image), dots (counted dots and noisy digits), image (rendered and dots in turn) or joint (all three).",
+        choices=MODALITIES,
     )
 
     # The loss and its optimizer (2.3.2): a fresh AdamW every iteration.
@@ -335,6 +348,16 @@ class RLConfig(Validated):
                 "RLConfig.guess_filter = True is invalid with prompt_style = 'chat': the filter forces the "
                 "tiny policy's answer line right after a trace prompt."
             )
+        if self.modality != "text":
+            for name, value, fine in (
+                ("partial_rollouts", self.partial_rollouts, False),
+                ("guess_filter", self.guess_filter, False),
+            ):
+                if value != fine:
+                    raise ValueError(
+                        f"RLConfig.{name} = {value!r} is invalid with modality = {self.modality!r}: it must be "
+                        f"{fine!r} (partial rollouts and the guess filter re-encode prompts as text)."
+                    )
         if self.partial_rollouts and not self.wait_for_group:
             for name, value, fine in (
                 ("sampling", self.sampling, "fresh"),
@@ -376,6 +399,9 @@ class Config(Validated):
             _check_budget_fits("SampleConfig.max_new_tokens", self.sample.max_new_tokens, self.model)
 
 
+#: Steps of the joint warm-up's second stage (reasoning on text and images) in the cpu-tiny-vision preset.
+VISION_WARMUP_STEPS = 1000
+
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # 0.66M parameters; everything in the book runs with this on 2 CPU cores.
     "cpu-tiny": {},
@@ -387,6 +413,14 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "cpu-tiny-first-candidate": {"task": dict(guess_fraction=0.0, search_style="first")},
     # A short-CoT warm-up: only the line that hits, then the answer (the report's short-CoT regime, 2.4).
     "cpu-tiny-short-cot": {"task": dict(guess_fraction=0.0, search_style="short")},
+    # Joint text and image training (chapter 11): the cpu-tiny warm-up given eyes, fine-tuned on text and
+    # image traces together, then RL on all three kinds of problem in turn.
+    "cpu-tiny-vision": {
+        "model": dict(vision=True),
+        "sft": dict(steps=VISION_WARMUP_STEPS, lr=1e-3, warmup_steps=20, log_every=20),
+        "sample": dict(max_new_tokens=256),
+        "rl": dict(modality="joint", max_new_tokens=256, iterations=16, eval_problems=96),
+    },
     # The same code, bigger: a 25M-parameter policy, numbers up to 9, a 2k-token context.
     "gpu": {
         "task": dict(max_number=9),

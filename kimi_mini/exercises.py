@@ -23,6 +23,7 @@ __all__ = [
     "check_prioritized_weights",
     "check_overlong_reward",
     "check_judge_target",
+    "check_image_merge",
 ]
 
 
@@ -362,3 +363,40 @@ def check_judge_target(fn: Callable[[tuple[int, int, int], int, str], str]) -> s
             f"expected {expected!r}"
         )
     return f"All {len(cases)} checks passed."
+
+
+def _image_merge_reference(embeds, input_ids, features, image_id):
+    """LLaVA's merge: the image features, in order, take the places of the image tokens, row by row."""
+    mask = (input_ids == image_id).unsqueeze(-1).expand_as(embeds)  # (B, T, D)
+    return embeds.masked_scatter(mask, features.reshape(-1, features.shape[-1]).to(embeds.dtype))
+
+
+def check_image_merge(fn: Callable, n: int = 50, seed: int = 0) -> str:
+    """Chapter 11: ``fn(embeds, input_ids, features, image_id)`` must return ``embeds`` (B, T, D) with the
+    image tokens' vectors replaced by ``features`` (n_images, 9, D): image i fills the 9 image tokens of the
+    i-th row that has any, in order; text rows (no image token) and every other position keep their
+    vectors. Batches mix text and image rows, left-padded, as the sampler's are; ``embeds`` must not change."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    rng = random.Random(seed)
+    for _ in range(n):
+        B, D, image_id = rng.randrange(1, 6), rng.randrange(2, 9), 7
+        rows = [rng.random() < 0.6 for _ in range(B)]  # which rows show an image
+        T = 9 + rng.randrange(2, 6)
+        input_ids = torch.randint(0, image_id, (B, T), generator=gen)  # (B, T) text tokens
+        for b, has in enumerate(rows):
+            if has:
+                start = rng.randrange(0, T - 9 + 1)
+                input_ids[b, start : start + 9] = image_id
+        embeds = torch.randn(B, T, D, generator=gen)  # (B, T, D)
+        features = torch.randn(sum(rows), 9, D, generator=gen)  # (n_images, 9, D)
+        before = embeds.clone()
+        got = fn(embeds, input_ids, features, image_id)
+        expected = _image_merge_reference(before, input_ids, features, image_id)
+        assert torch.equal(embeds, before), "fn changed embeds in place: return a new tensor"
+        assert got.shape == expected.shape and torch.allclose(got, expected), (
+            f"rows with an image {rows}: the merged vectors differ from the expected ones at "
+            f"{(got != expected).any(-1).nonzero().tolist()[:6]} (row, position)"
+        )
+    return f"All {n} checks passed."

@@ -12,7 +12,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForImageTextToText,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedModel,
+)
 
 from .config import ModelConfig
 from .rundir import check_checksums, is_shipped, public_file, record_checksums
@@ -65,7 +73,8 @@ def load_policy(
 
     Only safetensors weights are read, and remote code runs only if you pass ``trust_remote_code=True``
     yourself. The tokenizer pads on the left (for batched generation) and gets a pad token if it has none.
-    A local directory's weights are checked against their recorded SHA-256 first, and every loaded weight
+    A model whose config has a vision part (a LLaVA-style policy, chapter 11) loads with
+    ``AutoModelForImageTextToText``, every other with ``AutoModelForCausalLM``. A local directory's weights are checked against their recorded SHA-256 first, and every loaded weight
     must be finite: ValueError naming the file otherwise.
     """
     if Path(name_or_path).is_dir():
@@ -74,9 +83,10 @@ def load_policy(
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(
-        name_or_path, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
-    )
+    config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    # A vision-language policy (chapter 11) loads as one; every other policy as a causal LM.
+    auto = AutoModelForImageTextToText if hasattr(config, "vision_config") else AutoModelForCausalLM
+    model = auto.from_pretrained(name_or_path, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code)
     check_finite(model, f"the weights of {name_or_path} are damaged")
     return model.to(device), tokenizer
 

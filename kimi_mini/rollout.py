@@ -40,6 +40,8 @@ __all__ = [
     "padded_slots",
     "rollout_rewards",
     "pass_at_k",
+    "image_inputs",
+    "stack_images",
     "FINISH_REASONS",
 ]
 
@@ -68,6 +70,8 @@ class Rollouts:
     stats: dict = field(default_factory=dict)
     loss_mask: torch.Tensor | None = None  # (B, T): tokens the loss counts; ``mask`` unless given (chapter 6)
     sampled_in: torch.Tensor | None = None  # (B, T): the iteration that sampled each token (partial rollouts)
+    pixel_values: torch.Tensor | None = None  # (B, C, H, W): each row's image (zeros for a text row; chapter 11)
+    has_image: torch.Tensor | None = None  # (B,) bool: rows whose prompt shows an image
 
     def __post_init__(self) -> None:
         if self.loss_mask is None:
@@ -96,9 +100,49 @@ class Rollouts:
                 out[key] = value
         return Rollouts(**out)
 
+    def image_inputs(self, rows: torch.Tensor | None = None) -> dict:
+        """``{"pixel_values": ...}`` of the rows ``rows`` (all by default) that show an image, in row order, as a
+        LLaVA-style model's forward pass takes them; ``{}`` when none does."""
+        if self.has_image is None:
+            return {}
+        rows = torch.arange(len(self), device=self.has_image.device) if rows is None else rows
+        return image_inputs(self.pixel_values[rows], self.has_image[rows])
+
     def to(self, device) -> Rollouts:
         moved = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in self.__dict__.items()}
         return Rollouts(**moved)
+
+
+def image_inputs(pixel_values: torch.Tensor | None, has_image: torch.Tensor | None) -> dict:
+    """The forward-pass keyword for images: ``pixel_values`` (n, C, H, W) of the rows with ``has_image``, or ``{}``."""
+    if has_image is None or not bool(has_image.any()):
+        return {}
+    return {"pixel_values": pixel_values[has_image]}
+
+
+def stack_images(images: list[torch.Tensor | None] | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """``(pixel_values, has_image)`` of one image (or None, for a text prompt) per prompt: (N, C, H, W)
+    with zeros for text prompts, and (N,) bool; ``(None, None)`` when there is no image at all."""
+    if images is None or all(image is None for image in images):
+        return None, None
+    shape = next(image for image in images if image is not None).shape
+    has_image = torch.tensor([image is not None for image in images])  # (N,)
+    pixel_values = torch.stack([torch.zeros(shape) if image is None else image for image in images])  # (N, C, H, W)
+    return pixel_values, has_image
+
+
+def input_only_tokens(policy) -> list[int]:
+    """Token ids a policy reads but must never write: a vision policy's ``<image>`` placeholder (chapter 11)."""
+    image_id = getattr(policy.config, "image_token_index", None)
+    return [] if image_id is None else [image_id]
+
+
+def _mask_input_only(logits: torch.Tensor, ids: list[int]) -> torch.Tensor:
+    """``logits`` (..., V) with the ``ids`` set to -inf: they get probability 0 when sampling and scoring."""
+    if ids:
+        logits = logits.clone()
+        logits[..., ids] = float("-inf")
+    return logits
 
 
 def _sample_token(logits: torch.Tensor, noise: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,6 +173,7 @@ class _Forward:
     def __init__(self, policy):
         self.policy, self.seconds = policy, 0.0
         self.cache_kw = _cache_keyword(policy)
+        self.input_only = input_only_tokens(policy)
 
     def __call__(self, cache, **inputs) -> torch.Tensor:
         """Logits of the last position, (A, V)."""
@@ -140,7 +185,7 @@ class _Forward:
         if cuda:
             torch.cuda.synchronize()
         self.seconds += time.perf_counter() - start
-        return out.logits[:, -1]
+        return _mask_input_only(out.logits[:, -1], self.input_only)
 
 
 @dataclass
@@ -191,11 +236,14 @@ def _check_sample_args(prompts, group_size, max_new_tokens, temperature, prefixe
     return budgets
 
 
-def _prefill(forward: _Forward, enc, group_size: int) -> tuple[torch.Tensor, DynamicCache]:
-    """Encode each distinct prompt once, then repeat its KV cache for its k samples: logits (B, V), cache."""
+def _prefill(forward: _Forward, enc, group_size: int, images: dict) -> tuple[torch.Tensor, DynamicCache]:
+    """Encode each distinct prompt once (with its image, if any), then repeat its KV cache for its k samples:
+    logits (B, V), cache."""
     cache = DynamicCache()
     position_ids = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)  # (N, P)
-    logits = forward(cache, input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], position_ids=position_ids)
+    logits = forward(
+        cache, input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], position_ids=position_ids, **images
+    )
     cache.batch_repeat_interleave(group_size)
     return logits.repeat_interleave(group_size, dim=0), cache  # (B, V)
 
@@ -251,6 +299,7 @@ def sample(
     seed: int = 0,
     compact_every: float = 0.125,
     prefixes: list[list[int]] | None = None,
+    images: list[torch.Tensor | None] | None = None,
 ) -> Rollouts:
     """Sample ``group_size`` responses to each prompt, with per-token log-probs.
 
@@ -263,8 +312,14 @@ def sample(
     costs a copy of the KV cache, so it is batched). The result's ``stats`` holds ``seconds``,
     ``forward_seconds`` (the model's forward passes alone), ``steps``, ``tokens`` (response tokens) and
     ``row_steps`` (token slots computed: ``model.generate`` computes ``B * steps``).
+
+    ``images``: one image tensor (C, H, W) or None per prompt, for a vision policy (chapter 11): each image
+    prompt's ``<image>`` tokens are replaced by its image's features in the first forward pass, and the
+    result keeps every row's image for :func:`token_logprobs`.
     """
     budgets = _check_sample_args(prompts, group_size, max_new_tokens, temperature, prefixes)
+    if images is not None and len(images) != len(prompts):
+        raise ValueError(f"images has {len(images)} entries for {len(prompts)} prompts: give one (or None) per prompt")
     device = next(policy.parameters()).device
     start, forward = time.perf_counter(), _Forward(policy)
     if prefixes is None:
@@ -273,7 +328,10 @@ def sample(
         enc = _encode_with_prefixes(tokenizer, prompts, prefixes).to(device)  # (N, P), left-padded
     prompt_ids = enc["input_ids"].repeat_interleave(group_size, dim=0)  # (B, P): k contiguous rows per prompt
     prompt_mask = enc["attention_mask"].repeat_interleave(group_size, dim=0)  # (B, P)
-    logits, cache = _prefill(forward, enc, group_size)  # (B, V)
+    pixel_values, has_image = stack_images(images)  # (N, C, H, W), (N,) or None
+    if has_image is not None:
+        pixel_values, has_image = pixel_values.to(device), has_image.to(device)
+    logits, cache = _prefill(forward, enc, group_size, image_inputs(pixel_values, has_image))  # (B, V)
     state = _Decoding.start(prompt_mask, budgets, tokenizer.pad_token_id)
     generator = torch.Generator(device=device).manual_seed(seed)
     for t in range(max(budgets)):
@@ -287,6 +345,9 @@ def sample(
         logits = _next_logits(forward, state, tokens, cache)  # (A, V)
     stats = dict(seconds=0.0, forward_seconds=forward.seconds, steps=state.steps, row_steps=state.row_steps)
     rollouts = _as_rollouts(state, tokenizer, list(prompts), group_size, prompt_ids, prompt_mask, temperature, stats)
+    if has_image is not None:  # each row keeps its prompt's image
+        rollouts.pixel_values = pixel_values.repeat_interleave(group_size, dim=0)  # (B, C, H, W)
+        rollouts.has_image = has_image.repeat_interleave(group_size, dim=0)  # (B,)
     stats["seconds"] = time.perf_counter() - start
     return rollouts
 
@@ -335,9 +396,12 @@ def _bucket_logprobs(policy, rollouts: Rollouts, rows: torch.Tensor, temperature
     input_ids = torch.cat([rollouts.prompt_ids[rows], response_ids], dim=1)  # (b, P + T)
     attention = torch.cat([rollouts.prompt_mask[rows], mask.long()], dim=1)  # (b, P + T)
     position_ids = (attention.cumsum(-1) - 1).clamp(min=0)  # (b, P + T)
-    logits = policy(input_ids=input_ids, attention_mask=attention, position_ids=position_ids).logits  # (b, P + T, V)
+    images = rollouts.image_inputs(rows)  # {} for text, else the rows' images
+    logits = policy(input_ids=input_ids, attention_mask=attention, position_ids=position_ids, **images).logits
+    # logits: (b, P + T, V)
     P = rollouts.prompt_ids.shape[1]
     logits = logits[:, P - 1 : -1].float()  # (b, T, V): the predictions of the response tokens
+    logits = _mask_input_only(logits, input_only_tokens(policy))
     logp = torch.log_softmax(logits / (temperature or 1.0), dim=-1)  # (b, T, V)
     return logp.gather(-1, response_ids.unsqueeze(-1)).squeeze(-1) * mask  # (b, T)
 

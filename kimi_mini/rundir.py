@@ -45,7 +45,14 @@ SHIPPED_DIR = Path(__file__).parent / "checkpoints"
 #: The shipped warm-up policy of each preset that has one.
 SHIPPED_WARMUPS = {
     name: SHIPPED_DIR / f"warmup-{name}"
-    for name in ("cpu-tiny", "cpu-small", "cpu-tiny-search-only", "cpu-tiny-first-candidate", "cpu-tiny-short-cot")
+    for name in (
+        "cpu-tiny",
+        "cpu-small",
+        "cpu-tiny-search-only",
+        "cpu-tiny-first-candidate",
+        "cpu-tiny-short-cot",
+        "cpu-tiny-vision",
+    )
 }
 
 

@@ -91,7 +91,8 @@ def sft_loss(model, batch: dict, norm_tokens: float) -> tuple[torch.Tensor, int]
     With ``norm_tokens`` a constant (batch size x mean response tokens), every token weighs the same in
     whichever batch it lands; the mean of this loss over batches is the per-token NLL of the data.
     """
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (B, T, V)
+    images = {"pixel_values": batch["pixel_values"]} if "pixel_values" in batch else {}  # image rows only
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **images).logits  # (B, T, V)
     next_logits = logits[:, :-1].flatten(0, 1).float()  # (B * (T-1), V): position t predicts token t+1
     next_labels = batch["labels"][:, 1:].flatten()  # (B * (T-1),)
     nll = F.cross_entropy(next_logits, next_labels, ignore_index=IGNORE_INDEX, reduction="sum")
@@ -114,11 +115,18 @@ def train_sft(
     device: torch.device | str = "cpu",
     progress: bool = True,
     stop_after: int | None = None,
+    batches: Iterator[dict] | None = None,
+    mean_tokens: float | None = None,
+    param_groups: list[dict] | None = None,
 ) -> dict:
     """Fine-tune ``model`` on warm-up traces; return its metrics.
 
     ``stop_after`` ends the run early, after that many steps of the same schedule: the first steps of a
     long run are replayed exactly (chapter 1 uses it to check the shipped checkpoint's history).
+    ``batches`` replaces the warm-up traces with another stream of batches (a batch may hold
+    ``pixel_values`` for its image rows: the joint warm-up of chapter 11), ``mean_tokens`` its mean number
+    of response tokens per example. ``param_groups`` (``{"params": [...], "lr_scale": x}`` each) trains
+    parts of the model at ``x`` times the schedule's learning rate (new layers faster than pretrained ones).
 
     The result holds ``history`` (one row every ``log_every`` steps: step, loss = NLL per response token
     over the window, lr, tokens, seconds), ``final_loss`` (the last logged loss), ``tokens`` (response tokens trained on),
@@ -126,16 +134,21 @@ def train_sft(
     """
     torch.manual_seed(cfg.seed)
     model.to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    batches = warmup_batches(tokenizer, cfg.batch_size, cfg.seed, task_cfg)
-    norm_tokens = cfg.batch_size * mean_response_tokens(tokenizer, task_cfg, seed=cfg.seed + 1)
+    groups = param_groups or [{"params": list(model.parameters()), "lr_scale": 1.0}]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if batches is None:
+        batches = warmup_batches(tokenizer, cfg.batch_size, cfg.seed, task_cfg)
+        mean_tokens = mean_response_tokens(tokenizer, task_cfg, seed=cfg.seed + 1)
+    elif mean_tokens is None:
+        raise ValueError("train_sft with batches needs mean_tokens, their mean response tokens per example")
+    norm_tokens = cfg.batch_size * mean_tokens
     history, window_nll, window_tokens, tokens, start = [], 0.0, 0, 0, time.perf_counter()
     n_steps = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
     bar = tqdm(range(n_steps), desc="warm-up SFT", disable=not progress, mininterval=2.0)
     for step in bar:
         batch = {k: v.to(device) for k, v in next(batches).items()}
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, cfg)
+            group["lr"] = lr_at(step, cfg) * group.get("lr_scale", 1.0)
         loss, n_tokens = sft_loss(model, batch, norm_tokens)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

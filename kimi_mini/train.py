@@ -66,6 +66,7 @@ from .tasks import (
     policy_prompts,
     trace_counts,
 )
+from .vision import error_kind, is_vision_policy, policy_inputs
 
 __all__ = [
     "RLConfig",
@@ -292,9 +293,10 @@ def heldout_metrics(policy, tokenizer, cfg: RLConfig, task_cfg=None) -> dict:
 
 
 def _heldout_rollouts(policy, tokenizer, cfg: RLConfig, problems: list[Problem]) -> Rollouts:
-    """One sample per problem at the run's temperature and token limit, noise seeded by ``cfg.seed``."""
-    prompts = policy_prompts(problems, tokenizer, cfg.prompt_style)
-    return sample(policy, tokenizer, prompts, 1, cfg.max_new_tokens, cfg.temperature, seed=cfg.seed)
+    """One sample per problem at the run's temperature and token limit, noise seeded by ``cfg.seed``; problems
+    come as ``cfg.modality`` says, held-out images always drawn with image seed 0."""
+    prompts, images = policy_inputs(problems, tokenizer, cfg.prompt_style, cfg.modality, seed=0)
+    return sample(policy, tokenizer, prompts, 1, cfg.max_new_tokens, cfg.temperature, seed=cfg.seed, images=images)
 
 
 def heldout_outcomes(
@@ -305,6 +307,7 @@ def heldout_outcomes(
     task_cfg=None,
     max_new_tokens: int | None = None,
     cut_at: tuple[int, ...] = (),
+    modality: str | None = None,
 ) -> dict:
     """Per-problem results on the ``n`` shared held-out problems (``heldout_problems(n, 0)``, the same for
     every seed, so runs of different seeds and methods form (seeds, problems) arrays paired by problem for
@@ -317,10 +320,15 @@ def heldout_outcomes(
     sampler draws every row's noise at every step, so the response limit B would give is this response
     cut at B tokens (:func:`cut_responses`): one long sample scores a policy at every smaller budget, with
     ``tokens`` ``min(tokens, B)`` and ``truncated`` wherever ``tokens > B``.
+
+    ``modality`` (default ``cfg.modality``) sets what the problems come as; for any but ``text`` the result
+    also holds each response's :func:`~kimi_mini.vision.error_kind` as ``errors`` (chapter 11).
     """
     problems = heldout_problems(n, 0, task_cfg or TaskConfig())
     if max_new_tokens is not None:
         cfg = replace(cfg, max_new_tokens=max_new_tokens)
+    if modality is not None:
+        cfg = replace(cfg, modality=modality)
     rollouts = _heldout_rollouts(policy, tokenizer, cfg, problems)
     counts = [trace_counts(text) for text in rollouts.texts]
     out = dict(
@@ -331,6 +339,8 @@ def heldout_outcomes(
         checks=[c.checks for c in counts],
         backtracks=[c.backtracks for c in counts],
     )
+    if cfg.modality != "text":
+        out["errors"] = [error_kind(p, t, c) for p, t, c in zip(problems, rollouts.texts, out["correct"])]
     if cut_at:
         out["correct_at"] = {
             str(b): [int(v) for v in rollout_rewards(problems, cut_responses(rollouts, tokenizer, b)).tolist()]
@@ -387,8 +397,10 @@ def collect_rollouts(
     seed = _iteration_seed(cfg, iteration)
     if not cfg.partial_rollouts:
         problems, indices = iteration_problems(cfg, iteration, seed, task_cfg, pool)
-        prompts = policy_prompts(problems, tokenizer, cfg.prompt_style)
-        rollouts = sample(policy, tokenizer, prompts, cfg.group_size, cfg.max_new_tokens, cfg.temperature, seed=seed)
+        prompts, images = policy_inputs(problems, tokenizer, cfg.prompt_style, cfg.modality, seed=seed)
+        rollouts = sample(
+            policy, tokenizer, prompts, cfg.group_size, cfg.max_new_tokens, cfg.temperature, seed=seed, images=images
+        )
         log = {} if pool is None else _sampled_counts(problems)
         return IterationSamples(problems, rollouts, log, indices if pool is not None else None)
     step = partial_rollout_step(policy, tokenizer, buffer, cfg, iteration, seed, task_cfg, pool=pool)
@@ -567,7 +579,7 @@ def memory_estimate(policy, cfg: RLConfig, prompt_tokens: int) -> dict[str, int]
     hub model's evaluation fills first) and the prompts' KV cache (2 x L x B x P x kv_width x bytes per
     weight). ``most`` is the worst case, every response running to
     T tokens: the whole KV cache, or the training pass's logits and activations, whichever is larger."""
-    c = policy.config
+    c = getattr(policy.config, "text_config", None) or policy.config  # a vision policy: its language model's
     B = max(cfg.prompts_per_iteration * cfg.group_size, cfg.eval_problems)
     P, T, V, L, H = prompt_tokens, cfg.max_new_tokens, c.vocab_size, c.num_hidden_layers, c.hidden_size
     heads = c.num_attention_heads
@@ -637,6 +649,11 @@ def train_rl(
     It is not part of the checkpoint: resume a run with the same function.
     """
     run_dir, task_cfg = Path(run_dir), task_cfg or TaskConfig()
+    if cfg.modality != "text" and not is_vision_policy(policy):
+        raise ValueError(
+            f"RLConfig.modality = {cfg.modality!r} needs a vision policy (kimi_mini.vision.build_vision_policy, or "
+            "the shipped warmup-cpu-tiny-vision); this policy reads text only: use modality = 'text'"
+        )
     with run_lock(run_dir):
         remove_leftovers(run_dir)
         meta = load_checkpoint(run_dir, policy) if resume else None

@@ -88,6 +88,10 @@ def train_warmup_policy(
         raise ValueError("train_warmup_policy needs out_dir, the directory to write the policy to")
     check_writable(out_dir, replace_shipped, preset)
     cfg = cfg or get_preset("cpu-tiny")
+    if cfg.model.vision:  # the joint text and image warm-up over the cpu-tiny one (chapter 11)
+        from .vision import train_joint_warmup
+
+        return train_joint_warmup(cfg, out_dir, n_eval=n_eval, progress=progress, device=device or "cpu")
     tokenizer = build_char_tokenizer()
     torch.manual_seed(cfg.sft.seed)
     model = build_policy(cfg.model, tokenizer)

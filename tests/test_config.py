@@ -8,7 +8,9 @@ from kimi_mini.recipe import Long2ShortConfig, RecipeConfig
 # One invalid value per field; the test below fails if a field is added without an entry here.
 INVALID = {
     TaskConfig: dict(min_number=-1, max_number=10, guess_fraction=1.5, search_style="beam"),
-    ModelConfig: dict(hidden_size=4, num_layers=0, num_heads=0, intermediate_size=2, max_positions=8, name_or_path=3),
+    ModelConfig: dict(
+        hidden_size=4, num_layers=0, num_heads=0, intermediate_size=2, max_positions=8, name_or_path=3, vision="yes"
+    ),
     SFTConfig: dict(
         steps=0,
         batch_size=0,
@@ -53,6 +55,7 @@ INVALID = {
         curriculum_switch=-1,
         guess_filter="yes",
         prompt_style="markdown",
+        modality="video",
         micro_batch_groups=-1,
         collapse_accuracy=1.5,
     ),

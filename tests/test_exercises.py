@@ -224,3 +224,28 @@ def test_mode_split_check():
     searched = [1, 1, 0, 0] * 5
     mode, within = _mode_split_reference(searched, searched, [1] * 20, [1] * 20)
     assert abs(mode - 0.5) < 1e-12 and abs(within) < 1e-12
+
+
+def test_image_merge_check():
+    import torch
+
+    from kimi_mini.exercises import _image_merge_reference, check_image_merge
+
+    assert check_image_merge(_image_merge_reference).startswith("All 50")
+
+    def by_row_index(embeds, input_ids, features, image_id):  # image b for row b: wrong once a text row comes first
+        out = embeds.clone()
+        for b in range(min(len(features), len(out))):
+            where = input_ids[b] == image_id
+            if where.any():
+                out[b, where] = features[b]
+        return out
+
+    def in_place(embeds, input_ids, features, image_id):
+        embeds[input_ids == image_id] = features.reshape(-1, features.shape[-1])
+        return embeds
+
+    for wrong in (by_row_index, in_place):
+        with pytest.raises(AssertionError):
+            check_image_merge(wrong)
+    assert torch.is_tensor(_image_merge_reference(torch.zeros(1, 9, 2), torch.full((1, 9), 7), torch.ones(1, 9, 2), 7))
