@@ -6,7 +6,7 @@ Every run starts from the shipped joint warm-up (``kimi_mini/checkpoints/warmup-
 ``make warmup-vision``) and trains with the ``cpu-tiny-vision`` preset's RL settings, changing only
 ``RLConfig.modality``: RL on text problems only, on image problems only (rendered and dots in turn), or on
 all three kinds in turn. Every arm runs the same iterations with the same problems per iteration, so the
-arms spend the same compute and differ in what their problems look like. Each arm runs with 3 seeds; each
+arms draw the same number of problems and responses and differ in what their problems look like. Each arm runs with 3 seeds; each
 trained policy, and the warm-up itself (with 3 sampling seeds), is then sampled once on the same 512
 held-out problems in each of the three kinds, at the preset's token limit: correctness, length and, on
 images, whether a miss read the problem wrong (:func:`kimi_mini.vision.error_kind`). Finished pieces are
@@ -32,8 +32,9 @@ from kimi_mini.config import get_rl_preset  # noqa: E402
 from kimi_mini.device import set_threads  # noqa: E402
 from kimi_mini.policy import load_local_policy  # noqa: E402
 from kimi_mini.rundir import SHIPPED_WARMUPS, write_atomically  # noqa: E402
+from kimi_mini.tasks import heldout_problems  # noqa: E402
 from kimi_mini.train import heldout_outcomes, train_rl  # noqa: E402
-from kimi_mini.vision import KINDS  # noqa: E402
+from kimi_mini.vision import KINDS, read_outcomes  # noqa: E402
 
 RESULT = Path(__file__).resolve().parents[1] / "kimi_mini" / "results" / "vision-cpu.json"
 CACHE = Path(__file__).resolve().parent / ".cache" / "vision"
@@ -50,8 +51,13 @@ def rl_config(arm: str, seed: int):
 
 
 def evaluate(policy, tokenizer, cfg) -> dict:
-    """Per kind: one sample on each of the 512 held-out problems (the same for every run), as lists."""
-    return {kind: heldout_outcomes(policy, tokenizer, cfg, EVAL_PROBLEMS, modality=kind) for kind in KINDS}
+    """Per kind: one sample on each of the 512 held-out problems (the same for every run), as lists; for the
+    image kinds also ``read``, whether the greedy read line is right (what the policy sees, without sampling)."""
+    out = {kind: heldout_outcomes(policy, tokenizer, cfg, EVAL_PROBLEMS, modality=kind) for kind in KINDS}
+    problems = heldout_problems(EVAL_PROBLEMS, 0)
+    for kind in KINDS[1:]:
+        out[kind]["read"] = read_outcomes(policy, tokenizer, problems, kind)
+    return out
 
 
 def warmup_eval(seed: int) -> dict:

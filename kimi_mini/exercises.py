@@ -375,7 +375,8 @@ def check_image_merge(fn: Callable, n: int = 50, seed: int = 0) -> str:
     """Chapter 11: ``fn(embeds, input_ids, features, image_id)`` must return ``embeds`` (B, T, D) with the
     image tokens' vectors replaced by ``features`` (n_images, 9, D): image i fills the 9 image tokens of the
     i-th row that has any, in order; text rows (no image token) and every other position keep their
-    vectors. Batches mix text and image rows, left-padded, as the sampler's are; ``embeds`` must not change."""
+    vectors. Batches mix text and image rows, with the image tokens at different places in each row (as
+    left padding puts them); ``embeds`` must not change."""
     import torch
 
     gen = torch.Generator().manual_seed(seed)

@@ -125,9 +125,11 @@ def stack_images(images: list[torch.Tensor | None] | None) -> tuple[torch.Tensor
     with zeros for text prompts, and (N,) bool; ``(None, None)`` when there is no image at all."""
     if images is None or all(image is None for image in images):
         return None, None
-    shape = next(image for image in images if image is not None).shape
+    first = next(image for image in images if image is not None)
     has_image = torch.tensor([image is not None for image in images])  # (N,)
-    pixel_values = torch.stack([torch.zeros(shape) if image is None else image for image in images])  # (N, C, H, W)
+    pixel_values = torch.stack(
+        [torch.zeros_like(first) if image is None else image for image in images]
+    )  # (N, C, H, W)
     return pixel_values, has_image
 
 

@@ -8,7 +8,8 @@ two, generated here with no download:
 - ``rendered``: the problem's numbers drawn in a 5x7 bitmap font (:data:`FONT`), the three numbers on the
   first row of a 3x3 grid of 8x8-pixel cells, the target right-aligned on the second, with jitter and noise;
 - ``dots``: the three numbers shown as that many dots at random places of a cell (counting is part of the
-  problem), the target drawn as noisier digits.
+  problem), the target drawn as noisier digits. The report's synthetic images test spatial relations and
+  geometric patterns; counting dots is a much smaller stand-in for "perceive before you reason".
 
 The policy is a ``transformers`` ``LlavaForConditionalGeneration``: a CLIP vision encoder (2 layers, width
 64) reads the 24x24 image as 9 patches, one per cell, a 2-layer MLP projects each patch into the
@@ -38,7 +39,7 @@ from tokenizers import AddedToken
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
 from .config import Config, RLConfig, TaskConfig
-from .tasks import Problem, make_problem, policy_prompts, prompt_text, warmup_example
+from .tasks import Problem, instruction_text, make_problem, policy_prompts, prompt_text, warmup_example
 
 __all__ = [
     "IMAGE_TOKEN",
@@ -60,6 +61,7 @@ __all__ = [
     "policy_inputs",
     "image_response",
     "read_problem",
+    "read_outcomes",
     "joint_example",
     "joint_batches",
     "mean_joint_tokens",
@@ -289,12 +291,19 @@ def as_rgb(image: torch.Tensor, scale: int = 8) -> np.ndarray:
     return big.unsqueeze(-1).expand(-1, -1, 3).numpy()
 
 
-def load_vision_policy(name_or_path: str | Path, device: torch.device | str = "cpu", dtype: torch.dtype | None = None):
+def load_vision_policy(
+    name_or_path: str | Path,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    revision: str | None = None,
+):
     """``(model, tokenizer)`` of a pretrained vision-language model (a local directory or a hub name such as
     ``llava-hf/llava-interleave-qwen-0.5b-hf``): ``AutoModelForImageTextToText`` and the processor's tokenizer,
     padding on the left, with the processor attached as ``tokenizer.vision_processor`` so that
     :func:`policy_inputs` (``style = "chat"``) and ``train_rl`` can build image prompts. Safetensors only, no
-    remote code; a local directory's weights are checked like any policy's (:func:`kimi_mini.policy.load_policy`)."""
+    remote code; ``revision`` pins a hub commit. Weights load in float32 unless ``dtype`` says otherwise (RL's
+    AdamW needs float32 weights: in float16 its small updates round away). A local directory's weights are
+    checked against its ``checksums.json`` when it has one (the stand-in does; a downloaded snapshot does not)."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from .policy import check_finite
@@ -302,8 +311,10 @@ def load_vision_policy(name_or_path: str | Path, device: torch.device | str = "c
 
     if Path(name_or_path).is_dir() and (Path(name_or_path) / "checksums.json").exists():
         check_checksums(name_or_path)
-    processor = AutoProcessor.from_pretrained(name_or_path)
-    model = AutoModelForImageTextToText.from_pretrained(name_or_path, dtype=dtype, use_safetensors=True)
+    processor = AutoProcessor.from_pretrained(name_or_path, revision=revision)
+    model = AutoModelForImageTextToText.from_pretrained(
+        name_or_path, dtype=dtype, use_safetensors=True, revision=revision
+    )
     check_finite(model, f"the weights of {name_or_path} are damaged")
     tokenizer = processor.tokenizer
     tokenizer.padding_side = "left"
@@ -314,8 +325,8 @@ def load_vision_policy(name_or_path: str | Path, device: torch.device | str = "c
 
 
 def _chat_inputs(problems, kinds, tokenizer, seed: int) -> tuple[list[str], list[torch.Tensor | None]]:
-    """Chat prompts for a pretrained model: text problems as :func:`kimi_mini.tasks.instruction_text`, image
-    problems as the image and :func:`image_instruction_text`, the image token repeated as the processor
+    """Chat prompts for a pretrained model, in the processor's chat template: text problems as
+    :func:`kimi_mini.tasks.instruction_text`, image problems as the image and :func:`image_instruction_text`, the image token repeated as the processor
     expands it; images as the processor's pixel values, (C, H, W) each."""
     processor = getattr(tokenizer, "vision_processor", None)
     if processor is None:
@@ -325,8 +336,11 @@ def _chat_inputs(problems, kinds, tokenizer, seed: int) -> tuple[list[str], list
         )
     prompts, images = [], []
     for problem, kind in zip(problems, kinds):
+        bos = tokenizer.bos_token or ""
         if kind == "text":
-            prompts.append(policy_prompts([problem], tokenizer, "chat")[0])
+            content = [{"type": "text", "text": instruction_text(problem)}]
+            text = processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
+            prompts.append(text[len(bos) :] if bos and text.startswith(bos) else text)
             images.append(None)
             continue
         content = [{"type": "image"}, {"type": "text", "text": image_instruction_text()}]
@@ -335,7 +349,6 @@ def _chat_inputs(problems, kinds, tokenizer, seed: int) -> tuple[list[str], list
         enc = processor(text=[text], images=[picture], return_tensors="pt", add_special_tokens=False)
         token = processor.image_token
         n = int((enc["input_ids"] == tokenizer.convert_tokens_to_ids(token)).sum())
-        bos = tokenizer.bos_token or ""
         text = text[len(bos) :] if bos and text.startswith(bos) else text  # the tokenizer adds its own BOS
         prompts.append(text.replace(token, token * n, 1))
         images.append(enc["pixel_values"][0])
@@ -356,7 +369,8 @@ def save_stand_in(path: str | Path, seed: int = 0) -> Path:
     :func:`load_vision_policy` reads, so the GPU path's code runs here on the CPU in seconds."""
     import string
 
-    from transformers import CLIPImageProcessorPil, LlavaProcessor
+    import transformers
+    from transformers import LlavaProcessor
 
     from .config import ModelConfig
     from .policy import build_policy
@@ -370,9 +384,9 @@ def save_stand_in(path: str | Path, seed: int = 0) -> Path:
         ModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64), tokenizer
     )
     model = build_vision_policy(language_model, tokenizer, VisionModelConfig(hidden_size=16, channels=3), seed)
-    image_processor = CLIPImageProcessorPil(  # the PIL backend: no torchvision needed
-        size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}
-    )
+    # the PIL backend needs no torchvision (transformers 5); older releases have only CLIPImageProcessor
+    pil = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
+    image_processor = pil(size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
     processor = LlavaProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
@@ -391,7 +405,7 @@ def save_stand_in(path: str | Path, seed: int = 0) -> Path:
 
 _READ_RE = re.compile(r"([0-9]) ([0-9]) ([0-9]) -> ([0-9]+)")
 
-ERROR_KINDS = ("correct", "perception", "reasoning")
+ERROR_KINDS = ("correct", "perception", "reasoning", "unread")
 
 
 def image_response(problem: Problem, response: str) -> str:
@@ -406,11 +420,24 @@ def read_problem(response: str) -> Problem | None:
 
 
 def error_kind(problem: Problem, response: str, correct: int) -> str:
-    """``correct``; ``perception`` if the response to an image read the problem wrong (its first line is not
-    the problem's text); else ``reasoning`` (it read the problem right and still missed)."""
+    """``correct``; ``unread`` if a wrong response to an image has no read line (its first line is not
+    ``a b c -> target``); ``perception`` if it read the problem wrong (the line is another problem's);
+    else ``reasoning`` (it read the problem right and still missed)."""
     if correct:
         return "correct"
-    return "reasoning" if read_problem(response) == problem else "perception"
+    read = read_problem(response)
+    return "unread" if read is None else "reasoning" if read == problem else "perception"
+
+
+@torch.no_grad()
+def read_outcomes(policy, tokenizer, problems: list[Problem], kind: str, seed: int = 0) -> list[int]:
+    """For each problem shown as a ``kind`` image (noise seed ``seed``): 1 if the policy's greedy read line
+    is the problem's text, else 0. Greedy decoding measures what the policy sees, without sampling noise."""
+    from .rollout import sample
+
+    prompts, images = policy_inputs(problems, tokenizer, mix=kind, seed=seed)
+    reads = sample(policy, tokenizer, prompts, max_new_tokens=14, temperature=0, images=images)
+    return [int(read_problem(text) == problem) for text, problem in zip(reads.texts, problems)]
 
 
 def joint_example(
