@@ -28,9 +28,9 @@ OUT = Path(os.environ.get("KIMI_BOOK_OUT", ROOT))
 #: chapters 4, 6, 7 and 9 (80-column cells) bring the phone count to 176, and chapter 5's grid, mode-split
 #: and control sections (80-column cells, 10 more) to 186, and the short-CoT section of chapter 7 and the
 #: fair-opponents and self-check sections of chapter 8 (80-column cells, 13 more) to 199, and chapter 11
-#: (vision; 80-column cells, 13 more, none wider than the desktop column) to 212. A change that adds more
+#: (vision; 80-column cells, 15 more, none wider than the desktop column) to 214. A change that adds more
 #: fits its blocks to the column or raises the budget knowingly.
-CODE_BUDGET = {"wideCode": 11, "wideCodePhone": 212}
+CODE_BUDGET = {"wideCode": 11, "wideCodePhone": 214}
 
 
 @pytest.fixture(scope="module")
