@@ -117,7 +117,6 @@ def train_sft(
     stop_after: int | None = None,
     batches: Iterator[dict] | None = None,
     mean_tokens: float | None = None,
-    param_groups: list[dict] | None = None,
 ) -> dict:
     """Fine-tune ``model`` on warm-up traces; return its metrics.
 
@@ -125,8 +124,7 @@ def train_sft(
     long run are replayed exactly (chapter 1 uses it to check the shipped checkpoint's history).
     ``batches`` replaces the warm-up traces with another stream of batches (a batch may hold
     ``pixel_values`` for its image rows: the joint warm-up of chapter 11), ``mean_tokens`` its mean number
-    of response tokens per example. ``param_groups`` (``{"params": [...], "lr_scale": x}`` each) trains
-    parts of the model at ``x`` times the schedule's learning rate (new layers faster than pretrained ones).
+    of response tokens per example.
 
     The result holds ``history`` (one row every ``log_every`` steps: step, loss = NLL per response token
     over the window, lr, tokens, seconds), ``final_loss`` (the last logged loss), ``tokens`` (response tokens trained on),
@@ -134,8 +132,7 @@ def train_sft(
     """
     torch.manual_seed(cfg.seed)
     model.to(device).train()
-    groups = param_groups or [{"params": list(model.parameters()), "lr_scale": 1.0}]
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if batches is None:
         batches = warmup_batches(tokenizer, cfg.batch_size, cfg.seed, task_cfg)
         mean_tokens = mean_response_tokens(tokenizer, task_cfg, seed=cfg.seed + 1)
@@ -148,7 +145,7 @@ def train_sft(
     for step in bar:
         batch = {k: v.to(device) for k, v in next(batches).items()}
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, cfg) * group.get("lr_scale", 1.0)
+            group["lr"] = lr_at(step, cfg)
         loss, n_tokens = sft_loss(model, batch, norm_tokens)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
