@@ -49,6 +49,7 @@ __all__ = [
     "prompt_text",
     "instruction_text",
     "policy_prompts",
+    "without_bos",
     "search_trace",
     "guess_trace",
     "first_candidate_trace",
@@ -186,13 +187,19 @@ def policy_prompts(problems: list[Problem], tokenizer, style: str = "trace") -> 
             "prompt_style = 'chat' needs a tokenizer with a chat template (an instruction model such as "
             "Qwen/Qwen2.5-0.5B-Instruct); this one has none: use prompt_style = 'trace'"
         )
-    bos = tokenizer.bos_token or ""
     out = []
     for p in problems:
         messages = [{"role": "user", "content": instruction_text(p)}]
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        out.append(text[len(bos) :] if bos and text.startswith(bos) else text)  # the tokenizer adds its own BOS
+        out.append(without_bos(text, tokenizer))
     return out
+
+
+def without_bos(text: str, tokenizer) -> str:
+    """``text`` without the tokenizer's BOS token at its start: a chat template writes one, and the tokenizer
+    adds its own when it encodes the prompt."""
+    bos = tokenizer.bos_token or ""
+    return text[len(bos) :] if bos and text.startswith(bos) else text
 
 
 def search_trace(problem: Problem, rng: random.Random) -> str:

@@ -39,7 +39,7 @@ from tokenizers import AddedToken
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
 from .config import Config, RLConfig, TaskConfig
-from .tasks import Problem, instruction_text, make_problem, policy_prompts, prompt_text, warmup_example
+from .tasks import Problem, instruction_text, make_problem, policy_prompts, prompt_text, warmup_example, without_bos
 
 __all__ = [
     "IMAGE_TOKEN",
@@ -61,6 +61,7 @@ __all__ = [
     "policy_inputs",
     "image_response",
     "read_problem",
+    "read_lines",
     "read_outcomes",
     "joint_example",
     "joint_batches",
@@ -336,21 +337,20 @@ def _chat_inputs(problems, kinds, tokenizer, seed: int) -> tuple[list[str], list
         )
     prompts, images = [], []
     for problem, kind in zip(problems, kinds):
-        bos = tokenizer.bos_token or ""
         if kind == "text":
             content = [{"type": "text", "text": instruction_text(problem)}]
-            text = processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
-            prompts.append(text[len(bos) :] if bos and text.startswith(bos) else text)
+        else:
+            content = [{"type": "image"}, {"type": "text", "text": image_instruction_text()}]
+        text = processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
+        if kind == "text":
+            prompts.append(without_bos(text, tokenizer))
             images.append(None)
             continue
-        content = [{"type": "image"}, {"type": "text", "text": image_instruction_text()}]
-        text = processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
         picture = as_rgb(problem_image(problem, kind, seed))
         enc = processor(text=[text], images=[picture], return_tensors="pt", add_special_tokens=False)
         token = processor.image_token
         n = int((enc["input_ids"] == tokenizer.convert_tokens_to_ids(token)).sum())
-        text = text[len(bos) :] if bos and text.startswith(bos) else text  # the tokenizer adds its own BOS
-        prompts.append(text.replace(token, token * n, 1))
+        prompts.append(without_bos(text, tokenizer).replace(token, token * n, 1))
         images.append(enc["pixel_values"][0])
     return prompts, images
 
@@ -430,14 +430,21 @@ def error_kind(problem: Problem, response: str, correct: int) -> str:
 
 
 @torch.no_grad()
-def read_outcomes(policy, tokenizer, problems: list[Problem], kind: str, seed: int = 0) -> list[int]:
-    """For each problem shown as a ``kind`` image (noise seed ``seed``): 1 if the policy's greedy read line
-    is the problem's text, else 0. Greedy decoding measures what the policy sees, without sampling noise."""
+def read_lines(policy, tokenizer, problems: list[Problem], kind: str, seed: int = 0) -> list[Problem | None]:
+    """What the policy reads from each problem shown as a ``kind`` image (noise seed ``seed``): its greedy
+    read line as a :class:`Problem` (:func:`read_problem`), ``None`` where it wrote none. Greedy decoding
+    measures what the policy sees, without sampling noise."""
     from .rollout import sample
 
     prompts, images = policy_inputs(problems, tokenizer, mix=kind, seed=seed)
     reads = sample(policy, tokenizer, prompts, max_new_tokens=14, temperature=0, images=images)
-    return [int(read_problem(text) == problem) for text, problem in zip(reads.texts, problems)]
+    return [read_problem(text) for text in reads.texts]
+
+
+def read_outcomes(policy, tokenizer, problems: list[Problem], kind: str, seed: int = 0) -> list[int]:
+    """For each problem shown as a ``kind`` image: 1 if the policy's greedy read line (:func:`read_lines`)
+    is the problem's text, else 0."""
+    return [int(read == p) for read, p in zip(read_lines(policy, tokenizer, problems, kind, seed), problems)]
 
 
 def joint_example(
